@@ -1,0 +1,191 @@
+"""The contract between producer and workers: task and queue names, payload and result models, Redis keys.
+
+Both sides import this module and nothing heavier, so it must stay free of onnxruntime and Celery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shield.config import DetectionMethod, HybridMode, Variant
+
+#: Bumped whenever the meaning of a cached value changes; old entries then simply miss.
+CACHE_SCHEMA_VERSION = 1
+#: Every Redis key this project writes starts with this prefix (the broker's own keys do not).
+KEY_PREFIX = "shield"
+
+TASK_SCAN_BATCH = "shield.scan_batch"
+
+#: One queue per model variant; a job is routed by the variant it asks for.
+QUEUES: dict[Variant, str] = {
+    Variant.int8: "shield.cpu.int8",
+    Variant.fp32: "shield.cpu.fp32",
+    Variant.fp16: "shield.gpu.fp16",
+}
+
+#: Scanners backed by an ML model (each also has a heuristic side, possibly empty).
+ML_SCANNERS = ("prompt_injection", "toxicity", "sentiment")
+#: Scanners that are heuristics only.
+HEURISTIC_SCANNERS = ("secrets", "invisible_text")
+DEFAULT_SCANNERS = ("prompt_injection",)
+
+
+def queue_for(variant: Variant | str) -> str:
+    """The queue that serves `variant`."""
+    return QUEUES[Variant(variant)]
+
+
+class ModelRef(BaseModel):
+    """Which model produced a score; recorded in every result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    variant: Variant
+    sha256: str
+
+
+class WindowConfig(BaseModel):
+    """Settings that change a model's raw output for a text, and so belong in its cache key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_length: int
+    stride: int
+    max_windows: int
+
+
+class MLScore(BaseModel):
+    """A model's raw verdict on one text: what the result cache stores."""
+
+    label: str
+    score: float = Field(description="Probability of the risk label(s), max over windows")
+    windows: int
+    truncated: bool
+
+
+class Allowlist(BaseModel):
+    """Texts never flagged: exact strings, or regular expressions matched with `re.search`."""
+
+    exact: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+
+
+class ScanOptions(BaseModel):
+    """What a job asks of the scanners. Travels with every batch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scanners: tuple[str, ...] = DEFAULT_SCANNERS
+    variant: Variant = Variant.int8
+    mode: HybridMode = HybridMode.hybrid
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    allowlist: Allowlist = Field(default_factory=Allowlist)
+    ml_rollout_percent: float = Field(default=100.0, ge=0.0, le=100.0)
+    fallback_to_heuristic: bool = True
+
+
+class ScannerResult(BaseModel):
+    """One scanner's verdict on one text."""
+
+    label: str
+    score: float
+    valid: bool
+    method: DetectionMethod
+    windows: int = 0
+    truncated: bool = False
+    threshold: float | None = None
+    allowlisted: str | None = None
+    heuristics: list[str] = Field(default_factory=list, description="Names of the heuristic rules that fired")
+
+
+class TextResult(BaseModel):
+    """Every scanner's verdict on one text, or the error that stopped it."""
+
+    valid: bool = True
+    risk_score: float = 0.0
+    scanners: dict[str, ScannerResult] = Field(default_factory=dict)
+    model: dict[str, ModelRef] = Field(default_factory=dict)
+    cached: bool = False
+    arm: str | None = None
+    error: str | None = None
+
+
+class ScanBatch(BaseModel):
+    """Payload of one `shield.scan_batch` task: a batch of texts of one job (never one text per task)."""
+
+    job_id: str
+    batch_index: int
+    options: ScanOptions
+    texts: list[str]
+
+
+class BatchOutcome(BaseModel):
+    """What a worker pushes to the job's result list for one batch: results in the batch's order."""
+
+    job_id: str
+    batch_index: int
+    results: list[TextResult]
+    worker: str | None = None
+
+
+class OutputRow(TextResult):
+    """One line of `llm-shield scan` output: a result plus where its input came from."""
+
+    id: str
+    source: dict[str, Any]
+
+
+def ml_cache_key(scanner: str, model: ModelRef, window: WindowConfig, text: str) -> bytes:
+    """Raw sha256 over a field-tagged encoding of everything that determines a model's output."""
+    h = hashlib.sha256()
+    fields = (
+        ("schema", str(CACHE_SCHEMA_VERSION)),
+        ("scanner", scanner),
+        ("model", model.sha256),
+        ("variant", model.variant.value),
+        ("window", f"{window.max_length}/{window.stride}/{window.max_windows}"),
+        ("text", text),
+    )
+    for tag, value in fields:
+        data = value.encode("utf-8", "surrogatepass")
+        # tag, length and value: no two distinct field tuples can encode to the same bytes
+        h.update(tag.encode() + b":" + str(len(data)).encode() + b":" + data + b";")
+    return h.digest()
+
+
+def job_results_key(job_id: str) -> str:
+    """Redis list a job's batch outcomes are pushed to (one entry per batch, expired after the job)."""
+    return f"{KEY_PREFIX}:job:{job_id}:results"
+
+
+def deliveries_key(job_id: str, batch_index: int) -> str:
+    """Counter of how many times a batch was delivered to a worker."""
+    return f"{KEY_PREFIX}:job:{job_id}:deliveries:{batch_index}"
+
+
+def served_models_key(variant: Variant | str) -> str:
+    """Hash of scanner -> ServedModel JSON that the workers of a variant publish at start."""
+    return f"{KEY_PREFIX}:models:{Variant(variant).value}"
+
+
+class ServedModel(BaseModel):
+    """What a worker tells producers about a model it serves, so they can look results up in the cache."""
+
+    model: ModelRef
+    window: WindowConfig
+    threshold: float
+    labels: list[str]
+
+
+def dumps(model: BaseModel) -> str:
+    """Compact JSON for Redis and task payloads."""
+    return model.model_dump_json(exclude_defaults=False)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

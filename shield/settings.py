@@ -1,0 +1,103 @@
+"""Process settings, read from `SHIELD_*` environment variables (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shield.config import CacheSettings
+
+DEFAULT_HOME = Path.home() / ".cache" / "llm-shield"
+DEFAULT_METRICS_PORT = 9808
+
+
+class ShieldSettings(BaseSettings):
+    """Every knob of producer and workers. Each field is `SHIELD_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIELD_", extra="ignore")
+
+    # Models
+    home: Path = Field(default=DEFAULT_HOME, description="Cache folder: downloaded models, built models, catalog")
+    catalog: str | None = Field(default=None, description="Catalog path or URL; default <home>/catalog.json")
+    offline: bool = Field(default=False, description="Never touch the network; use verified local copies only")
+    file_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Folders file:// sources may read from")
+
+    # Redis
+    redis_url: SecretStr | None = Field(default=None, description="Broker and cache URL (redis://, rediss://, unix://)")
+    cache_url: SecretStr | None = Field(default=None, description="Cache URL when it differs from the broker")
+    cache_preset: str = "production"
+    cache_max_entries: int | None = None
+    cache_ttl_seconds: int | None = None
+
+    # Workers
+    worker_concurrency: int = Field(default=1, ge=1, description="Pool processes per worker node")
+    intra_op_threads: int | None = Field(default=None, ge=1, description="ORT threads per process")
+    max_batch_tokens: int = Field(default=16384, ge=256, description="Padded tokens per inference run")
+    max_windows: int = Field(default=32, ge=1, description="Token windows scored per text before truncating")
+    window_stride: int = Field(default=32, ge=0, description="Tokens shared by consecutive windows")
+    task_soft_time_limit: int = 240
+    task_time_limit: int = 300
+    visibility_timeout: int = 3600
+    max_deliveries: int = Field(default=3, ge=1, description="Deliveries of one batch before its rows fail")
+    metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, description="Prometheus port; 0 turns it off")
+    heartbeat_file: Path | None = None
+
+    # Producer
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    max_text_chars: int = Field(default=1_000_000, ge=1, description="Longer texts become error rows")
+    max_inflight_batches: int = Field(default=16, ge=1)
+    result_ttl_seconds: int = 24 * 3600
+
+    @field_validator("file_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+    @property
+    def catalog_location(self) -> str:
+        return self.catalog or str(self.home / "catalog.json")
+
+    def cache_settings(self) -> CacheSettings:
+        base = CacheSettings.preset(self.cache_preset)
+        updates: dict[str, object] = {}
+        if self.cache_max_entries is not None:
+            updates["max_entries"] = self.cache_max_entries
+        if self.cache_ttl_seconds is not None:
+            updates["ttl_seconds"] = self.cache_ttl_seconds
+        return base.model_copy(update=updates) if updates else base
+
+    def redis_url_value(self) -> str | None:
+        return self.redis_url.get_secret_value() if self.redis_url else None
+
+    def cache_url_value(self) -> str | None:
+        if self.cache_url:
+            return self.cache_url.get_secret_value()
+        return self.redis_url_value()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> ShieldSettings:
+    """The process's settings, read once."""
+    return ShieldSettings()
+
+
+def redact_url(url: str | None) -> str:
+    """A Redis/S3 URL with its password replaced, safe to log."""
+    if not url:
+        return "<none>"
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
