@@ -189,3 +189,8 @@ def dumps(model: BaseModel) -> str:
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def ready_key(variant: Variant | str) -> str:
+    """Set of `host:pid` of pool processes that finished loading models for a variant."""
+    return f"{KEY_PREFIX}:workers:{Variant(variant).value}:ready"

@@ -1,0 +1,250 @@
+"""A scan job: records in, result rows out in input order, batches sent to the workers of one variant.
+
+Each chunk of `batch_size` records is first answered from the shared cache where possible; the rest go to
+the workers as one task. At most `max_inflight_batches` tasks are outstanding, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import redis
+
+from shield.celery_config import make_celery
+from shield.contract import (
+    TASK_SCAN_BATCH,
+    BatchOutcome,
+    MLScore,
+    OutputRow,
+    ScanBatch,
+    ScanOptions,
+    ServedModel,
+    TextResult,
+    job_results_key,
+    ml_cache_key,
+    queue_for,
+    served_models_key,
+)
+from shield.detection.decide import TextPlan, assemble, plan_text
+from shield.errors import BrokerUnavailableError
+from shield.settings import ShieldSettings, redact_url
+
+log = logging.getLogger("shield.producer")
+
+
+@dataclass
+class JobStats:
+    """Counters shown in the progress bar and the summary."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    flagged: int = 0
+    errors: int = 0
+    cache_hits: int = 0
+    sent_to_workers: int = 0
+    cache_unavailable: bool = False
+    resumed_from: int = 0
+    started: float = field(default_factory=time.monotonic)
+    arms: dict[str, list[int]] = field(default_factory=dict)  # arm -> [rows, flagged]
+
+    def add(self, row: OutputRow) -> None:
+        self.rows_out += 1
+        if row.error:
+            self.errors += 1
+        elif not row.valid:
+            self.flagged += 1
+        if row.cached:
+            self.cache_hits += 1
+        if row.arm:
+            counts = self.arms.setdefault(row.arm, [0, 0])
+            counts[0] += 1
+            counts[1] += int(not row.valid and not row.error)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.rows_out / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Chunk:
+    """Records of one batch and whatever is known of their results so far."""
+
+    index: int
+    records: list  # producer.readers.InputRecord
+    results: dict[int, TextResult] = field(default_factory=dict)  # position in chunk -> result
+    sent: list[str] = field(default_factory=list)  # distinct texts sent to a worker
+    sent_at: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return len(self.results) == len(self.records)
+
+
+class ScanJob:
+    """Runs one job against a broker whose workers serve `options.variant`."""
+
+    def __init__(self, broker_url: str, options: ScanOptions, settings: ShieldSettings, cache=None,  # noqa: ANN001
+                 batch_size: int | None = None) -> None:
+        self.options = options
+        self.settings = settings
+        self.batch_size = batch_size or settings.batch_size
+        self.cache = cache
+        self.job_id = uuid.uuid4().hex
+        self.queue = queue_for(options.variant)
+        self.celery = make_celery(settings, broker_url)
+        self.redis = redis.Redis.from_url(broker_url, socket_timeout=30, socket_connect_timeout=5,
+                                          health_check_interval=30)
+        self.stats = JobStats()
+        self._check_broker(broker_url)
+        self.served = self._served_models()
+
+    def _check_broker(self, url: str) -> None:
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            raise BrokerUnavailableError(f"cannot reach the broker at {redact_url(url)}: {exc}") from None
+
+    def _served_models(self) -> dict[str, ServedModel]:
+        raw = self.redis.hgetall(served_models_key(self.options.variant))
+        return {k.decode(): ServedModel.model_validate_json(v) for k, v in raw.items()}
+
+    # -- public ---------------------------------------------------------------------------------
+    def run(self, records: Iterable) -> Iterator[OutputRow]:
+        """Result rows in the order of `records`, one per record."""
+        pending: deque[Chunk] = deque()
+        outstanding: dict[int, Chunk] = {}
+        try:
+            for chunk in self._chunks(records):
+                self._prepare(chunk)
+                pending.append(chunk)
+                if chunk.sent:
+                    outstanding[chunk.index] = chunk
+                while len(outstanding) >= self.settings.max_inflight_batches:
+                    self._collect(outstanding, block=True)
+                self._collect(outstanding, block=False)
+                yield from self._drain(pending)
+            while outstanding:
+                self._collect(outstanding, block=True)
+                yield from self._drain(pending)
+            yield from self._drain(pending)
+        finally:
+            self.redis.delete(job_results_key(self.job_id))
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _chunks(self, records: Iterable) -> Iterator[Chunk]:
+        batch: list = []
+        index = 0
+        for record in records:
+            self.stats.rows_in += 1
+            batch.append(record)
+            if len(batch) == self.batch_size:
+                yield Chunk(index, batch)
+                index, batch = index + 1, []
+        if batch:
+            yield Chunk(index, batch)
+
+    def _prepare(self, chunk: Chunk) -> None:
+        """Answer what the record errors and the cache can; send the rest to the workers as one task."""
+        texts: dict[str, TextPlan] = {}
+        for pos, record in enumerate(chunk.records):
+            if record.error is not None:
+                chunk.results[pos] = TextResult(valid=False, error=record.error)
+            elif record.text not in texts:
+                texts[record.text] = plan_text(record.text, self.options)
+        local = self._answer_locally(texts)
+        for pos, record in enumerate(chunk.records):
+            if pos not in chunk.results and record.text in local:
+                chunk.results[pos] = local[record.text]
+        chunk.sent = [t for t in texts if t not in local]
+        if chunk.sent:
+            batch = ScanBatch(job_id=self.job_id, batch_index=chunk.index, options=self.options, texts=chunk.sent)
+            self._send(batch)
+            chunk.sent_at = time.monotonic()
+            self.stats.sent_to_workers += len(chunk.sent)
+
+    def _send(self, batch: ScanBatch) -> None:
+        try:
+            self.celery.send_task(TASK_SCAN_BATCH, args=[batch.model_dump(mode="json")], queue=self.queue)
+        except Exception as exc:  # kombu wraps Redis errors in its own types
+            raise BrokerUnavailableError(f"cannot send a batch to the broker: {exc}") from None
+
+    def _answer_locally(self, texts: dict[str, TextPlan]) -> dict[str, TextResult]:
+        """Results for texts whose needed model scores are all cached (or that need no model at all)."""
+        answers: dict[str, TextResult] = {}
+        lookups: list[tuple[str, str, bytes]] = []
+        for text, plan in texts.items():
+            if not plan.needs_ml:
+                answers[text] = assemble(text, self.options, plan, {}, self.served, {}, cached=False)
+            elif self.cache is not None and all(name in self.served for name in plan.needs_ml):
+                for name in plan.needs_ml:
+                    served = self.served[name]
+                    lookups.append((text, name, ml_cache_key(name, served.model, served.window, text)))
+        if not lookups:
+            return answers
+        found: dict[str, dict[str, MLScore]] = {}
+        for (text, name, _), raw in zip(lookups, self.cache.get_many([k for _, _, k in lookups])):
+            if raw is not None:
+                found.setdefault(text, {})[name] = MLScore.model_validate_json(raw)
+        self.stats.cache_unavailable = self.stats.cache_unavailable or not getattr(self.cache, "available", True)
+        for text, scores in found.items():
+            plan = texts[text]
+            if set(scores) >= set(plan.needs_ml):
+                answers[text] = assemble(text, self.options, plan, scores, self.served, {}, cached=True)
+        return answers
+
+    def _collect(self, outstanding: dict[int, Chunk], block: bool) -> None:
+        """Take finished batch outcomes off the job's result list."""
+        key = job_results_key(self.job_id)
+        while outstanding:
+            if block:
+                item = self.redis.blpop([key], timeout=1)
+                raw = item[1] if item else None
+            else:
+                raw = self.redis.lpop(key)
+            if raw is None:
+                if block:
+                    self._check_deadlines(outstanding)
+                    continue
+                return
+            outcome = BatchOutcome.model_validate_json(raw)
+            chunk = outstanding.pop(outcome.batch_index, None)
+            if chunk is None:
+                continue  # a duplicate outcome of a redelivered batch: already handled
+            self._apply(chunk, outcome.results)
+            block = False
+
+    def _apply(self, chunk: Chunk, results: list[TextResult]) -> None:
+        by_text = dict(zip(chunk.sent, results))
+        for pos, record in enumerate(chunk.records):
+            if pos not in chunk.results:
+                chunk.results[pos] = by_text.get(record.text) or TextResult(
+                    valid=False, error="the worker returned no result for this row")
+
+    def _check_deadlines(self, outstanding: dict[int, Chunk]) -> None:
+        limit = self.settings.visibility_timeout + self.settings.task_time_limit
+        now = time.monotonic()
+        for index, chunk in list(outstanding.items()):
+            if now - chunk.sent_at > limit:
+                log.error("batch %d got no answer in %d s; its rows become error rows", index, limit)
+                self._apply(chunk, [TextResult(valid=False, error=(
+                    f"no worker answered within {limit} s; is a worker consuming queue {self.queue}?"))
+                    for _ in chunk.sent])
+                del outstanding[index]
+
+    def _drain(self, pending: deque[Chunk]) -> Iterator[OutputRow]:
+        while pending and pending[0].done:
+            chunk = pending.popleft()
+            for pos, record in enumerate(chunk.records):
+                result = chunk.results[pos]
+                row = OutputRow(id=record.id, source=record.source, **result.model_dump())
+                self.stats.add(row)
+                yield row

@@ -1,0 +1,1 @@
+"""Detection logic shared by workers and producer: heuristics, hybrid decisions, allowlists, rollout arms."""

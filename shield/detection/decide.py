@@ -1,0 +1,152 @@
+"""Turning heuristic verdicts and model scores into results, mode by mode.
+
+Workers and producer share this code: the producer can finish a row itself when every model score it
+needs is already in the cache, and both then give the same answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shield.config import DetectionMethod, HybridMode
+from shield.contract import (
+    HEURISTIC_SCANNERS,
+    ML_SCANNERS,
+    Allowlist,
+    MLScore,
+    ScannerResult,
+    ScanOptions,
+    ServedModel,
+    TextResult,
+)
+from shield.detection.heuristics import CONFIDENT, HEURISTICS, HeuristicVerdict
+
+ARM_ML = "ml"
+ARM_HEURISTIC = "heuristic"
+#: Threshold of heuristic-only scanners (their scores are rule confidences).
+HEURISTIC_THRESHOLD = 0.5
+
+
+def rollout_arm(text: str, percent: float) -> str | None:
+    """The A/B arm of a row, from a hash of its text so reruns agree; None when no rollout is configured."""
+    if percent >= 100.0:
+        return None
+    bucket = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:4], "big") % 10_000
+    return ARM_ML if bucket < percent * 100 else ARM_HEURISTIC
+
+
+def effective_mode(options: ScanOptions, arm: str | None) -> HybridMode:
+    return HybridMode.heuristic_only if arm == ARM_HEURISTIC else options.mode
+
+
+@lru_cache(maxsize=64)
+def _compiled(patterns: tuple[str, ...]) -> list[re.Pattern[str]]:
+    return [re.compile(p) for p in patterns]
+
+
+def allowlisted(text: str, allow: Allowlist) -> str | None:
+    """The allowlist entry that matches `text`, if any."""
+    if text in allow.exact:
+        return "exact"
+    for pattern in _compiled(tuple(allow.patterns)):
+        if pattern.search(text):
+            return pattern.pattern
+    return None
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """What one text needs: its arm, its heuristic verdicts, and the ML scanners that must run on it."""
+
+    arm: str | None
+    heuristics: dict[str, HeuristicVerdict]
+    needs_ml: tuple[str, ...]
+
+
+def plan_text(text: str, options: ScanOptions) -> TextPlan:
+    arm = rollout_arm(text, options.ml_rollout_percent)
+    mode = effective_mode(options, arm)
+    verdicts = {name: HEURISTICS[name](text) for name in options.scanners}
+    needs: list[str] = []
+    for name in options.scanners:
+        if name not in ML_SCANNERS or mode is HybridMode.heuristic_only:
+            continue
+        if mode is HybridMode.hybrid and verdicts[name].score >= CONFIDENT:
+            continue  # a confident heuristic decides at once
+        needs.append(name)
+    return TextPlan(arm, verdicts, tuple(needs))
+
+
+def _heuristic_result(verdict: HeuristicVerdict, method: DetectionMethod, threshold: float) -> ScannerResult:
+    flagged = verdict.score >= threshold
+    return ScannerResult(label="FLAGGED" if flagged else "CLEAN", score=verdict.score, valid=not flagged,
+                         method=method, threshold=threshold, heuristics=verdict.rules)
+
+
+def decide_scanner(
+    name: str,
+    mode: HybridMode,
+    verdict: HeuristicVerdict,
+    ml: MLScore | None,
+    served: ServedModel | None,
+    ml_error: str | None,
+    options: ScanOptions,
+) -> ScannerResult:
+    """One scanner's result under `mode`. `ml` is None when the model did not run (not needed, or failed)."""
+    ml_threshold = options.thresholds.get(name, served.threshold if served else 0.5)
+    h_threshold = options.thresholds.get(name, HEURISTIC_THRESHOLD)
+    if name in HEURISTIC_SCANNERS or mode is HybridMode.heuristic_only:
+        return _heuristic_result(verdict, DetectionMethod.heuristic, h_threshold)
+    if mode is HybridMode.hybrid and verdict.score >= CONFIDENT:
+        return _heuristic_result(verdict, DetectionMethod.heuristic_short_circuit, h_threshold)
+    if ml is None:
+        if options.fallback_to_heuristic:
+            return _heuristic_result(verdict, DetectionMethod.ml_fallback_to_heuristic, h_threshold)
+        raise ScannerFailed(f"{name}: model unavailable ({ml_error or 'no worker served it'})")
+    if mode is HybridMode.both:
+        score = max(ml.score, verdict.score)
+        flagged = ml.score >= ml_threshold or verdict.score >= h_threshold
+        return ScannerResult(label=ml.label if ml.score >= verdict.score else ("FLAGGED" if flagged else ml.label),
+                             score=round(score, 6), valid=not flagged, method=DetectionMethod.hybrid_both,
+                             windows=ml.windows, truncated=ml.truncated, threshold=ml_threshold,
+                             heuristics=verdict.rules)
+    flagged = ml.score >= ml_threshold
+    return ScannerResult(label=ml.label, score=ml.score, valid=not flagged, method=DetectionMethod.ml,
+                         windows=ml.windows, truncated=ml.truncated, threshold=ml_threshold,
+                         heuristics=verdict.rules)
+
+
+class ScannerFailed(Exception):
+    """A scanner could not give a verdict and may not fall back: the row becomes an error row."""
+
+
+def assemble(
+    text: str,
+    options: ScanOptions,
+    plan: TextPlan,
+    ml_scores: dict[str, MLScore],
+    served: dict[str, ServedModel],
+    ml_errors: dict[str, str],
+    cached: bool,
+) -> TextResult:
+    """The full result of one text from its plan and whatever model scores were obtained."""
+    mode = effective_mode(options, plan.arm)
+    allowed_by = allowlisted(text, options.allowlist)
+    scanners: dict[str, ScannerResult] = {}
+    try:
+        for name in options.scanners:
+            result = decide_scanner(name, mode, plan.heuristics[name], ml_scores.get(name), served.get(name),
+                                    ml_errors.get(name), options)
+            if allowed_by is not None and not result.valid:
+                result = result.model_copy(update={"valid": True, "allowlisted": allowed_by})
+            scanners[name] = result
+    except ScannerFailed as exc:
+        return TextResult(valid=False, risk_score=0.0, arm=plan.arm, error=str(exc))
+    flagged = [r for r in scanners.values() if not r.valid]
+    scored = [r.score for r in scanners.values() if r.allowlisted is None]
+    models = {n: served[n].model for n in ml_scores if n in served}
+    return TextResult(valid=not flagged, risk_score=round(max(scored, default=0.0), 6), scanners=scanners,
+                      model=models, cached=cached, arm=plan.arm)

@@ -1,0 +1,92 @@
+"""Batched inference: windows sorted by length, batched by a token budget, scored, reduced per text."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from shield.config import InferenceMetrics
+from shield.contract import MLScore
+from worker.loader import LoadedModel
+from worker.tokenizer import Window
+
+#: Upper bound on windows per run, whatever the token budget allows.
+MAX_BATCH_WINDOWS = 256
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def plan_batches(windows: Sequence[Window], max_batch_tokens: int, max_windows: int = MAX_BATCH_WINDOWS) -> list[list[int]]:
+    """Window indices grouped into runs: sorted by length so padding is small, each run within the budget
+    of padded tokens (rows x longest row) and of `max_windows` rows."""
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = len(windows[i].ids)  # the longest so far, since the order is ascending
+        if current and ((len(current) + 1) * width > max_batch_tokens or len(current) >= max_windows):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class InferenceEngine:
+    """Scores texts with one loaded model; long texts are scored window by window and the max decides."""
+
+    def __init__(self, model: LoadedModel, max_batch_tokens: int = 16384) -> None:
+        self.model = model
+        self.max_batch_tokens = max_batch_tokens
+        self.metrics = InferenceMetrics()
+        entry = model.entry
+        self._risk = np.array([entry.labels.index(label) for label in entry.risk_labels])
+        self._post = softmax if entry.postprocess == "softmax" else sigmoid
+
+    def probabilities(self, windows: Sequence[Window]) -> np.ndarray:
+        """Per-window label probabilities, rows in the order of `windows`."""
+        out = np.zeros((len(windows), len(self.model.entry.labels)), dtype=np.float32)
+        for batch in plan_batches(windows, self.max_batch_tokens):
+            feeds = self.model.tokenizer.pad([windows[i] for i in batch])
+            feeds = {k: v for k, v in feeds.items() if k in self.model.input_names}
+            started = time.perf_counter()
+            try:
+                (logits,) = self.model.session.run(["logits"], feeds)
+            except Exception:
+                self.metrics.errors += 1
+                raise
+            finally:
+                self.metrics.calls += 1
+                self.metrics.total_inference_ms += (time.perf_counter() - started) * 1000
+            out[batch] = self._post(logits.astype(np.float32))
+        return out
+
+    def score(self, texts: Sequence[str]) -> list[MLScore]:
+        """One MLScore per text, in order."""
+        if not texts:
+            return []
+        encoded = self.model.tokenizer.encode(list(texts))
+        probs = self.probabilities(encoded.windows)
+        risk = probs[:, self._risk].sum(axis=1) if self._post is softmax else probs[:, self._risk].max(axis=1)
+        labels = self.model.entry.labels
+        results: list[MLScore] = []
+        start = 0
+        for count, truncated in zip(encoded.window_counts, encoded.truncated):
+            span = slice(start, start + count)
+            best = start + int(np.argmax(risk[span]))
+            results.append(MLScore(label=labels[int(np.argmax(probs[best]))], score=round(float(risk[best]), 6),
+                                   windows=count, truncated=truncated))
+            start += count
+        self.metrics.texts += len(texts)
+        return results

@@ -1,0 +1,78 @@
+"""onnxruntime session creation: providers by variant, thread counts by node share, sha256 checked at load."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from shield.config import Variant
+from shield.errors import ChecksumMismatchError, ModelUnavailableError
+from shield.settings import ShieldSettings
+
+log = logging.getLogger("shield.worker.session")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity and cgroup-aware where the OS tells us)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def default_intra_op_threads(settings: ShieldSettings) -> int:
+    """The cores of the node divided among its worker processes, at least one."""
+    if settings.intra_op_threads:
+        return settings.intra_op_threads
+    return max(1, available_cpus() // settings.worker_concurrency)
+
+
+def providers_for(variant: Variant) -> list[str]:
+    """fp16 asks for CUDA and falls back to CPU with a warning; the other variants run on CPU."""
+    import onnxruntime as ort
+
+    if variant is Variant.fp16:
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        log.warning("fp16 variant: CUDAExecutionProvider is not available; running on CPU (slow for fp16)")
+    return ["CPUExecutionProvider"]
+
+
+def read_verified(path: Path, sha256: str) -> bytes:
+    """The model's bytes, refused when they do not hash to the catalog's sha256 (altered after download)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelUnavailableError(f"cannot read model {path}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ChecksumMismatchError(
+            f"model {path} has sha256 {digest}, not the catalog's {sha256}: it was altered after download; "
+            "refusing to load it (delete the file and it will be fetched again)"
+        )
+    return data
+
+
+def create_session(model_bytes: bytes, variant: Variant, settings: ShieldSettings):  # type: ignore[no-untyped-def]
+    """An InferenceSession over the verified bytes (so what was hashed is exactly what runs)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = default_intra_op_threads(settings)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if settings.worker_concurrency > 1:
+        # spinning threads steal cores from sibling processes sharing the node
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    providers = providers_for(variant)
+    try:
+        session = ort.InferenceSession(model_bytes, sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own hierarchy; report one line
+        raise ModelUnavailableError(f"onnxruntime could not load the model: {exc}") from exc
+    if variant is Variant.fp16 and "CUDAExecutionProvider" in providers:
+        if "CUDAExecutionProvider" not in session.get_providers():
+            log.warning("fp16 variant: CUDA provider failed to initialise; running on CPU")
+    return session

@@ -1,0 +1,67 @@
+"""Tokenizer wrapper on HF `tokenizers`: overlapping token windows, padding to the longest, int64 numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class Window:
+    """One token window of one text, special tokens included."""
+
+    text_index: int
+    ids: list[int]
+    type_ids: list[int]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """All windows of a batch of texts, plus per text how many windows it got and whether any were dropped."""
+
+    windows: list[Window]
+    window_counts: list[int]
+    truncated: list[bool]
+
+
+class TextTokenizer:
+    """Splits texts into windows of at most `max_length` tokens that overlap by `stride` tokens."""
+
+    def __init__(self, path: Path, max_length: int, stride: int, max_windows: int) -> None:
+        self._tok = Tokenizer.from_file(str(path))
+        self._tok.no_padding()  # padding happens per batch, to the longest window
+        specials = self._tok.num_special_tokens_to_add(False)
+        # a stride must leave room for new tokens in each window
+        self.stride = max(0, min(stride, (max_length - specials) // 2))
+        self.max_length = max_length
+        self.max_windows = max_windows
+        self._tok.enable_truncation(max_length, stride=self.stride)
+        self.pad_id = self._tok.token_to_id("[PAD]") or 0
+
+    def encode(self, texts: list[str]) -> Encoded:
+        windows: list[Window] = []
+        counts: list[int] = []
+        truncated: list[bool] = []
+        for i, enc in enumerate(self._tok.encode_batch(texts)):
+            parts = [enc, *enc.overflowing]
+            truncated.append(len(parts) > self.max_windows)
+            parts = parts[: self.max_windows]
+            counts.append(len(parts))
+            windows.extend(Window(i, p.ids, p.type_ids) for p in parts)
+        return Encoded(windows, counts, truncated)
+
+    def pad(self, windows: list[Window]) -> dict[str, np.ndarray]:
+        """input_ids, attention_mask and token_type_ids, padded to the longest window of the batch."""
+        n, width = len(windows), max(len(w.ids) for w in windows)
+        ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.int64)
+        types = np.zeros((n, width), dtype=np.int64)
+        for row, w in enumerate(windows):
+            k = len(w.ids)
+            ids[row, :k] = w.ids
+            mask[row, :k] = 1
+            types[row, :k] = w.type_ids
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
