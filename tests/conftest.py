@@ -81,3 +81,51 @@ def s3_bucket(s3_env: str) -> str:
     name = f"shield-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+MODEL_HOME = Path(os.environ.get("SHIELD_TEST_MODEL_HOME", REPO / ".test-models"))
+
+
+def _build_fingerprint() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    sources = sorted((REPO / "worker" / "modelbuild").glob("*.py")) + sorted((REPO / "data").glob("*/t*.jsonl"))
+    for path in sources:
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def model_settings() -> "ShieldSettings":
+    """Settings whose catalog holds the default models, built once and reused while data and code are unchanged."""
+    from filelock import FileLock
+
+    from shield.settings import ShieldSettings
+
+    MODEL_HOME.mkdir(parents=True, exist_ok=True)
+    settings = ShieldSettings(home=MODEL_HOME, catalog=str(MODEL_HOME / "catalog.json"))
+    stamp = MODEL_HOME / "fingerprint"
+    with FileLock(str(MODEL_HOME / ".build.lock")):
+        fingerprint = _build_fingerprint()
+        if not stamp.exists() or stamp.read_text() != fingerprint:
+            from worker.modelbuild.build import build_models
+
+            (MODEL_HOME / "catalog.json").unlink(missing_ok=True)
+            build_models(settings)
+            stamp.write_text(fingerprint)
+    return settings
+
+
+@pytest.fixture()
+def model_env(model_settings: "ShieldSettings", monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for this process and its children to use the built models."""
+    from shield.settings import get_settings
+
+    env = {"SHIELD_HOME": str(model_settings.home), "SHIELD_CATALOG": model_settings.catalog_location,
+           "SHIELD_METRICS_PORT": "0"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
