@@ -46,6 +46,7 @@ class JobStats:
     flagged: int = 0
     errors: int = 0
     cache_hits: int = 0
+    model_rows: int = 0  # rows whose verdict needed a model score (from the cache or from inference)
     sent_to_workers: int = 0
     cache_unavailable: bool = False
     resumed_from: int = 0
@@ -58,12 +59,17 @@ class JobStats:
             self.errors += 1
         elif not row.valid:
             self.flagged += 1
-        if row.cached:
-            self.cache_hits += 1
+        if row.model:
+            self.model_rows += 1
+            self.cache_hits += int(row.cached)
         if row.arm:
             counts = self.arms.setdefault(row.arm, [0, 0])
             counts[0] += 1
             counts[1] += int(not row.valid and not row.error)
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cache_hits / self.model_rows if self.model_rows else 0.0
 
     @property
     def seconds(self) -> float:

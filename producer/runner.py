@@ -143,10 +143,9 @@ def make_cache(settings: ShieldSettings, broker: str):  # type: ignore[no-untype
 
 
 def format_summary(stats: JobStats) -> str:
-    rate_hits = stats.cache_hits / stats.rows_out if stats.rows_out else 0.0
     lines = [
         f"rows in: {stats.rows_in}  rows out: {stats.rows_out}  flagged: {stats.flagged}  errors: {stats.errors}",
-        f"cache hit rate: {rate_hits:.1%}  rows/s: {stats.rate:.1f}  time: {stats.seconds:.1f} s",
+        f"cache hit rate: {stats.cache_hit_rate:.1%} of {stats.model_rows} model-scored rows  rows/s: {stats.rate:.1f}  time: {stats.seconds:.1f} s",
     ]
     if stats.resumed_from:
         lines.append(f"resumed after {stats.resumed_from} rows already in the output")

@@ -51,9 +51,22 @@ def celery_config(settings: ShieldSettings, broker_url: str) -> dict:
     }
 
 
+def kombu_url(url: str) -> str:
+    """redis-py's unix://[:password@]/path?db=N as kombu spells it: redis+socket://[:password@]/path?virtual_host=N."""
+    if not url.startswith("unix://"):
+        return url
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    auth = f":{parts.password}@" if parts.password else ""
+    db = parse_qs(parts.query).get("db", ["0"])[0]
+    return f"redis+socket://{auth}{parts.path}?virtual_host={db}"
+
+
 def make_celery(settings: ShieldSettings | None = None, broker_url: str | None = None) -> Celery:
     settings = settings or get_settings()
     url = broker_url or settings.redis_url_value() or "redis://127.0.0.1:6379/0"
     app = Celery("llm_shield")
-    app.conf.update(celery_config(settings, url))
+    app.conf.update(celery_config(settings, kombu_url(url)))
+    app.conf.shield_redis_url = url  # redis-py's spelling, for our own keys
     return app

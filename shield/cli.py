@@ -226,19 +226,17 @@ def _cache(broker: str | None):  # type: ignore[no-untyped-def]
     url = broker or settings.cache_url_value()
     if not url:
         raise ConfigError("no cache Redis: pass --broker or set SHIELD_REDIS_URL (or SHIELD_CACHE_URL)")
-    cache = ResultCache.from_url(url, settings.cache_settings())
-    try:
-        cache.client.ping()
-    except Exception as exc:
-        raise ConfigError(f"cannot reach the cache at {redact_url(url)}: {exc}") from None
-    return cache
+    return ResultCache.from_url(url, settings.cache_settings())
 
 
 @cache_app.command("stats")
 def cache_stats(broker: Annotated[Optional[str], typer.Option(help="Redis URL")] = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Hits, misses, inserts, evictions, entries and memory of the shared cache."""
-    stats = _cache(broker).stats()
+    try:
+        stats = _cache(broker).stats()
+    except ShieldError as exc:
+        raise ConfigError(f"cannot read the cache's statistics: {exc}") from None
     if as_json:
         typer.echo(stats.model_dump_json(indent=2))
         return

@@ -55,7 +55,7 @@ def _redis():  # type: ignore[no-untyped-def]
     if _client is None:
         import redis
 
-        _client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10, socket_connect_timeout=5,
+        _client = redis.Redis.from_url(app.conf.shield_redis_url, socket_timeout=10, socket_connect_timeout=5,
                                        health_check_interval=30)
     return _client
 
@@ -68,6 +68,12 @@ def _remember_queues(sender: str, instance, conf, **_: object) -> None:  # type:
 @signals.worker_init.connect
 def _start_metrics(**_: object) -> None:
     metrics.serve(settings.metrics_port)
+
+
+@signals.heartbeat_sent.connect
+def _heartbeat(**_: object) -> None:
+    """The consumer loop is alive: refresh the liveness file (cheaper than `celery inspect ping`)."""
+    touch_heartbeat()
 
 
 @signals.worker_process_shutdown.connect
@@ -84,7 +90,7 @@ def _load_models(**_: object) -> None:
     from worker.scan import BatchScanner
 
     global _scanner
-    cache_url = settings.cache_url_value() or app.conf.broker_url
+    cache_url = settings.cache_url_value() or app.conf.shield_redis_url
     cache = ResultCache.from_url(cache_url, settings.cache_settings())
     _scanner = BatchScanner(settings=settings, loader=ModelLoader(settings), cache=cache)
     variants = variants_for(_consumed_queues) or [Variant.int8]
