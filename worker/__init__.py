@@ -1,0 +1,1 @@
+"""Worker side: model build, loading, inference and Celery tasks."""

@@ -1,0 +1,223 @@
+"""`llm-shield models build`: default scanner models from the packaged all-MiniLM-L6-v2 weights.
+
+For each task with labelled data: embed the training texts with the fp32 encoder, fit a head with numpy,
+write the classifier in fp32, fp16 and int8 in a Hugging Face ONNX layout, measure each on the held-out
+split, and record everything in the catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shield.config import Variant
+from shield.detection.decide import HEURISTIC_THRESHOLD
+from shield.detection.heuristics import CONFIDENT, HEURISTICS
+from shield.errors import ConfigError
+from shield.registry import Catalog, CatalogEntry, ModelFile, load_catalog, save_catalog
+from shield.registry.catalog import MODEL_FILE
+from shield.settings import ShieldSettings
+from worker.modelbuild.bert_onnx import build_classifier_graph
+from worker.modelbuild.heads import precision_recall_f1, train_mlp
+from worker.modelbuild.variants import save_model, to_fp16, to_int8
+from worker.modelbuild.weights import load_bert_weights, locate_weights
+
+log = logging.getLogger("shield.modelbuild")
+
+MAX_LENGTH = 256  # all-MiniLM-L6-v2 was trained on sequences of up to 256 tokens
+BUILD_BATCH_TOKENS = 8192
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A scanner's labels, which of them is the risk, and its default decision threshold."""
+
+    labels: tuple[str, str]
+    risk_label: str
+    threshold: float
+    description: str
+
+
+TASKS: dict[str, TaskSpec] = {
+    "prompt_injection": TaskSpec(("SAFE", "INJECTION"), "INJECTION", 0.5,
+                                 "Prompt injection and jailbreak attempts, direct or hidden in documents and tool output"),
+    "toxicity": TaskSpec(("NON_TOXIC", "TOXIC"), "TOXIC", 0.5, "Insults, harassment, threats and abusive language"),
+    "sentiment": TaskSpec(("POSITIVE", "NEGATIVE"), "NEGATIVE", 0.5, "Negative sentiment (the risk) versus positive"),
+}
+
+
+def default_data_dir() -> Path:
+    """The repository's `data/` folder (an editable install), else `./data`."""
+    repo_data = Path(__file__).resolve().parents[2] / "data"
+    return repo_data if repo_data.is_dir() else Path("data").resolve()
+
+
+def read_split(path: Path, spec: TaskSpec) -> tuple[list[str], np.ndarray]:
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row["label"] not in spec.labels:
+                raise ConfigError(f"{path}:{n}: label {row['label']!r} is not one of {spec.labels}")
+            texts.append(row["text"])
+            labels.append(1 if row["label"] == spec.risk_label else 0)
+    return texts, np.array(labels, dtype=np.int64)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Embedder:
+    """The fp32 encoder graph (mean pooled, normalized) run by onnxruntime, for training and evaluation."""
+
+    def __init__(self, model_path: Path, tokenizer_path: Path) -> None:
+        import onnxruntime as ort
+
+        from worker.tokenizer import TextTokenizer
+
+        self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        self.tokenizer = TextTokenizer(tokenizer_path, MAX_LENGTH, stride=0, max_windows=1)
+        self.output = self.session.get_outputs()[0].name
+
+    def run(self, texts: list[str]) -> np.ndarray:
+        from worker.inference import plan_batches
+
+        windows = self.tokenizer.encode(texts).windows  # one window per text (max_windows=1)
+        out = np.zeros((len(windows), self.session.get_outputs()[0].shape[-1]), dtype=np.float64)
+        for batch in plan_batches(windows, BUILD_BATCH_TOKENS):  # sorted by length: little padding
+            out[batch] = self.session.run([self.output], self.tokenizer.pad([windows[i] for i in batch]))[0]
+        return out
+
+
+def hf_config(base_config: Path, spec: TaskSpec) -> dict:
+    config = json.loads(base_config.read_text())
+    config.update({
+        "architectures": ["BertForSequenceClassification"],
+        "id2label": {str(i): label for i, label in enumerate(spec.labels)},
+        "label2id": {label: i for i, label in enumerate(spec.labels)},
+        "problem_type": "single_label_classification",
+        "max_length": MAX_LENGTH,
+        "pooling": "mean_normalized",
+    })
+    return config
+
+
+def write_variant(fp32_model: Path, variant: Variant, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / MODEL_FILE
+    if variant is Variant.fp32:
+        shutil.copyfile(fp32_model, target)
+    elif variant is Variant.fp16:
+        to_fp16(fp32_model, target)
+    else:
+        to_int8(fp32_model, target)
+    return target
+
+
+def evaluate(task: str, model_path: Path, tokenizer_path: Path, texts: list[str], y: np.ndarray,
+             threshold: float) -> dict[str, float]:
+    """Held-out precision, recall and F1 of the model alone, and of the scanner in its default hybrid mode."""
+    import onnxruntime as ort
+
+    from worker.tokenizer import TextTokenizer
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    tok = TextTokenizer(tokenizer_path, MAX_LENGTH, stride=32, max_windows=8)
+    from worker.inference import plan_batches, softmax
+
+    encoded = tok.encode(texts)
+    risk = np.zeros(len(encoded.windows))
+    for batch in plan_batches(encoded.windows, BUILD_BATCH_TOKENS):
+        logits = session.run(["logits"], tok.pad([encoded.windows[i] for i in batch]))[0].astype(np.float64)
+        risk[batch] = softmax(logits)[:, 1]
+    per_text, start = [], 0
+    for count in encoded.window_counts:
+        per_text.append(risk[start:start + count].max())
+        start += count
+    ml_flags = np.array(per_text) >= threshold
+    metrics = precision_recall_f1(y, ml_flags.astype(np.int64))
+    # the scanner as `llm-shield scan` runs it by default: hybrid mode, a confident heuristic decides first
+    task_heuristic = HEURISTICS[task]
+    verdicts = [task_heuristic(t) for t in texts]
+    hybrid = np.array([v.score >= HEURISTIC_THRESHOLD if v.score >= CONFIDENT else f
+                       for v, f in zip(verdicts, ml_flags)])
+    metrics.update({f"hybrid_{k}": v for k, v in precision_recall_f1(y, hybrid.astype(np.int64)).items()
+                    if k in ("precision", "recall", "f1")})
+    return metrics
+
+
+def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics: dict[str, float]) -> CatalogEntry:
+    files = [ModelFile(name=p.name, sha256=sha256_of(p), size=p.stat().st_size)
+             for p in sorted(folder.iterdir()) if p.is_file()]
+    model = next(f for f in files if f.name == MODEL_FILE)
+    return CatalogEntry(
+        id=f"{task.replace('_', '-')}-minilm-l6-{variant.value}",
+        task=task, variant=variant, source=folder.resolve().as_uri() + "/",
+        sha256=model.sha256, size=model.size, files=files,
+        labels=list(spec.labels), risk_labels=[spec.risk_label], postprocess="softmax",
+        max_length=MAX_LENGTH, threshold=spec.threshold,
+        description=f"{spec.description}. all-MiniLM-L6-v2 encoder (Apache-2.0) + linear head trained by llm-shield",
+        license="Apache-2.0", metrics=metrics,
+    )
+
+
+def build_task(task: str, data_dir: Path, weights_dir: Path, weights: dict, config, store: Path,
+               variants: list[Variant], embed_model: Path) -> list[CatalogEntry]:
+    spec = TASKS[task]
+    train_texts, y_train = read_split(data_dir / task / "train.jsonl", spec)
+    test_texts, y_test = read_split(data_dir / task / "test.jsonl", spec)
+    log.info("%s: embedding %d training texts", task, len(train_texts))
+    embedder = Embedder(embed_model, weights_dir / "tokenizer.json")
+    graph = build_classifier_graph(weights, config, train_mlp(embedder.run(train_texts), y_train))
+    entries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / MODEL_FILE
+        save_model(graph, fp32)
+        for variant in variants:
+            folder = store / f"{task.replace('_', '-')}-minilm-l6-{variant.value}"
+            if folder.exists():
+                shutil.rmtree(folder)
+            model_path = write_variant(fp32, variant, folder)
+            shutil.copyfile(weights_dir / "tokenizer.json", folder / "tokenizer.json")
+            (folder / "config.json").write_text(json.dumps(hf_config(weights_dir / "config.json", spec), indent=2))
+            metrics = evaluate(task, model_path, folder / "tokenizer.json", test_texts, y_test, spec.threshold)
+            log.info("%s/%s: held-out %s", task, variant.value, metrics)
+            entries.append(entry_for(task, variant, spec, folder, metrics))
+    return entries
+
+
+def build_models(settings: ShieldSettings, tasks: list[str] | None = None, variants: list[Variant] | None = None,
+                 data_dir: Path | None = None, weights_source: str | None = None,
+                 catalog_path: Path | None = None) -> Catalog:
+    """Build the default models and merge their entries into the catalog; returns the catalog."""
+    data_dir = data_dir or default_data_dir()
+    tasks = tasks or [t for t in TASKS if (data_dir / t / "train.jsonl").exists()]
+    if not tasks:
+        raise ConfigError(f"no training data under {data_dir} (expected <task>/train.jsonl and test.jsonl)")
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ConfigError(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
+    variants = variants or list(Variant)
+    store = settings.home / "store"
+    catalog_path = catalog_path or Path(settings.catalog_location)
+    catalog = load_catalog(catalog_path) if catalog_path.exists() else Catalog()
+    with tempfile.TemporaryDirectory() as tmp:
+        weights_dir = locate_weights(weights_source, dest=Path(tmp) / "weights")
+        weights, config = load_bert_weights(weights_dir)
+        embed_model = Path(tmp) / "encoder.onnx"
+        save_model(build_classifier_graph(weights, config, None), embed_model)
+        for task in tasks:
+            for entry in build_task(task, data_dir, weights_dir, weights, config, store, variants, embed_model):
+                catalog.upsert(entry)
+    save_catalog(catalog, catalog_path)
+    return catalog

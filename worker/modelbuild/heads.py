@@ -1,0 +1,104 @@
+"""Classification heads trained on frozen sentence embeddings with numpy: deterministic, no PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def train_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iterations: int = 50) -> tuple[np.ndarray, float]:
+    """Binary logistic regression fitted by Newton's method (IRLS) with an L2 penalty and balanced classes.
+
+    Deterministic: no random initialisation, no data order dependence. Returns (weights, bias).
+    """
+    x = x.astype(np.float64)
+    n, d = x.shape
+    xb = np.hstack([x, np.ones((n, 1))])
+    pos = y.mean()
+    sample_w = np.where(y == 1, 0.5 / max(pos, 1e-9), 0.5 / max(1 - pos, 1e-9))  # balanced classes
+    w = np.zeros(d + 1)
+    reg = np.full(d + 1, l2 * n)
+    reg[-1] = 0.0  # no penalty on the bias
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(xb @ w)))
+        grad = xb.T @ (sample_w * (p - y)) + reg * w
+        hess = (xb * (sample_w * p * (1 - p))[:, None]).T @ xb + np.diag(reg)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def binary_head(weights: np.ndarray, bias: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A 2-logit linear layer whose softmax equals sigmoid(w.x + b) for the second label."""
+    w = np.stack([-weights / 2, weights / 2]).astype(np.float32)
+    b = np.array([-bias / 2, bias / 2], dtype=np.float32)
+    return [(w, b)]
+
+
+def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    tp = int(((y_true == 1) & (y_pred == 1)).sum())
+    fp = int(((y_true == 0) & (y_pred == 1)).sum())
+    fn = int(((y_true == 1) & (y_pred == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    accuracy = float((y_true == y_pred).mean()) if len(y_true) else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "accuracy": round(accuracy, 4), "test_size": float(len(y_true))}
+
+
+def train_mlp(x: np.ndarray, y: np.ndarray, hidden: int = 256, epochs: int = 40, lr: float = 1e-3,
+              weight_decay: float = 1e-4, batch: int = 64, input_scale: float = 5.0,
+              seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A one-hidden-layer ReLU head (2 logits) fitted with Adam on softmax cross-entropy.
+
+    Deterministic for a given seed and BLAS. `input_scale` stretches the unit-norm sentence embeddings
+    (it is folded into the first layer's weights). Returns layers as (W [out, in], b [out]).
+    """
+    rng = np.random.default_rng(seed)
+    x = x.astype(np.float64) * input_scale
+    labels = y.astype(np.int64)
+    d = x.shape[1]
+    params = [rng.normal(0, np.sqrt(2 / d), (d, hidden)), np.zeros(hidden),
+              rng.normal(0, np.sqrt(1 / hidden), (hidden, 2)), np.zeros(2)]
+    first, second = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch):
+            idx = order[start:start + batch]
+            grads = _mlp_gradients(params, x[idx], labels[idx], weight_decay)
+            step += 1
+            for i, (p, g) in enumerate(zip(params, grads)):
+                first[i] = 0.9 * first[i] + 0.1 * g
+                second[i] = 0.999 * second[i] + 0.001 * g * g
+                p -= lr * (first[i] / (1 - 0.9 ** step)) / (np.sqrt(second[i] / (1 - 0.999 ** step)) + 1e-8)
+    w1, b1, w2, b2 = params
+    return [((w1 * input_scale).T.astype(np.float32), b1.astype(np.float32)),
+            (w2.T.astype(np.float32), b2.astype(np.float32))]
+
+
+def _mlp_gradients(params: list[np.ndarray], xb: np.ndarray, yb: np.ndarray, weight_decay: float) -> list[np.ndarray]:
+    w1, b1, w2, b2 = params
+    hidden = xb @ w1 + b1
+    active = np.maximum(hidden, 0)
+    logits = active @ w2 + b2
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[np.arange(len(yb)), yb] -= 1
+    g_logits = probs / len(yb)
+    g_active = g_logits @ w2.T
+    g_active[hidden <= 0] = 0
+    return [xb.T @ g_active + weight_decay * w1, g_active.sum(axis=0),
+            active.T @ g_logits + weight_decay * w2, g_logits.sum(axis=0)]
+
+
+def mlp_logits(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """Apply head layers (ReLU between them), as the ONNX graph does."""
+    out = x
+    for i, (w, b) in enumerate(layers):
+        out = out @ w.T + b
+        if i < len(layers) - 1:
+            out = np.maximum(out, 0)
+    return out
