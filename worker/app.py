@@ -67,13 +67,17 @@ def _remember_queues(sender: str, instance, conf, **_: object) -> None:  # type:
 
 @signals.worker_init.connect
 def _start_metrics(**_: object) -> None:
+    if settings.heartbeat_file:  # a file left by a previous run must not say "ready" before models load
+        Path(settings.heartbeat_file).unlink(missing_ok=True)
     metrics.serve(settings.metrics_port)
 
 
 @signals.heartbeat_sent.connect
 def _heartbeat(**_: object) -> None:
-    """The consumer loop is alive: refresh the liveness file (cheaper than `celery inspect ping`)."""
-    touch_heartbeat()
+    """The consumer loop is alive: refresh the liveness file (cheaper than `celery inspect ping`).
+    Only once a pool process has created it, after loading its models: existence means ready."""
+    if settings.heartbeat_file and Path(settings.heartbeat_file).exists():
+        touch_heartbeat()
 
 
 @signals.worker_process_shutdown.connect
