@@ -36,6 +36,9 @@ from shield.settings import ShieldSettings, redact_url
 
 log = logging.getLogger("shield.producer")
 
+#: How long a job waits for a lost broker to come back before it stops (and --resume can continue it).
+RECONNECT_SECONDS = 60.0
+
 
 @dataclass
 class JobStats:
@@ -89,6 +92,7 @@ class Chunk:
     results: dict[int, TextResult] = field(default_factory=dict)  # position in chunk -> result
     sent: list[str] = field(default_factory=list)  # distinct texts sent to a worker
     sent_at: float = 0.0
+    batch: ScanBatch | None = None  # kept so it can be sent again after a broker outage
 
     @property
     def done(self) -> bool:
@@ -143,7 +147,10 @@ class ScanJob:
                 yield from self._drain(pending)
             yield from self._drain(pending)
         finally:
-            self.redis.delete(job_results_key(self.job_id))
+            try:
+                self.redis.delete(job_results_key(self.job_id))
+            except redis.RedisError:
+                pass  # the list expires on its own (SHIELD_RESULT_TTL_SECONDS)
 
     # -- steps ----------------------------------------------------------------------------------
     def _chunks(self, records: Iterable) -> Iterator[Chunk]:
@@ -172,16 +179,46 @@ class ScanJob:
                 chunk.results[pos] = local[record.text]
         chunk.sent = [t for t in texts if t not in local]
         if chunk.sent:
-            batch = ScanBatch(job_id=self.job_id, batch_index=chunk.index, options=self.options, texts=chunk.sent)
-            self._send(batch)
+            chunk.batch = ScanBatch(job_id=self.job_id, batch_index=chunk.index, options=self.options,
+                                    texts=chunk.sent)
+            self._send(chunk.batch)
             chunk.sent_at = time.monotonic()
             self.stats.sent_to_workers += len(chunk.sent)
 
     def _send(self, batch: ScanBatch) -> None:
-        try:
+        try:  # kombu retries the publish itself (task_publish_retry_policy) while Redis comes back
             self.celery.send_task(TASK_SCAN_BATCH, args=[batch.model_dump(mode="json")], queue=self.queue)
         except Exception as exc:  # kombu wraps Redis errors in its own types
-            raise BrokerUnavailableError(f"cannot send a batch to the broker: {exc}") from None
+            raise BrokerUnavailableError(
+                f"lost the broker while sending batch {batch.batch_index}: {exc}; "
+                "rerun the same command with --resume once it is back") from None
+
+    def _redis_call(self, op, outstanding: dict[int, Chunk]):  # type: ignore[no-untyped-def]
+        """Run a Redis operation, riding out a broker restart: retry for up to `RECONNECT_SECONDS`, then
+        send the outstanding batches again (a restart may have lost queued messages; duplicates are
+        harmless: outcomes are matched by batch index and repeated texts come from the cache)."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        lost = False
+        while True:
+            try:
+                result = op()
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailableError(
+                        f"lost the broker for over {RECONNECT_SECONDS:.0f} s ({exc}); "
+                        "rerun the same command with --resume once it is back") from None
+                if not lost:
+                    log.warning("lost the broker (%s); reconnecting", exc)
+                lost = True
+                time.sleep(1.0)
+        if lost:
+            log.warning("broker is back; sending %d outstanding batch(es) again", len(outstanding))
+            for chunk in outstanding.values():
+                if chunk.batch is not None:
+                    self._send(chunk.batch)
+                    chunk.sent_at = time.monotonic()
+        return result
 
     def _answer_locally(self, texts: dict[str, TextPlan]) -> dict[str, TextResult]:
         """Results for texts whose needed model scores are all cached (or that need no model at all)."""
@@ -212,10 +249,10 @@ class ScanJob:
         key = job_results_key(self.job_id)
         while outstanding:
             if block:
-                item = self.redis.blpop([key], timeout=1)
+                item = self._redis_call(lambda: self.redis.blpop([key], timeout=1), outstanding)
                 raw = item[1] if item else None
             else:
-                raw = self.redis.lpop(key)
+                raw = self._redis_call(lambda: self.redis.lpop(key), outstanding)
             if raw is None:
                 if block:
                     self._check_deadlines(outstanding)
@@ -251,6 +288,7 @@ class ScanJob:
             chunk = pending.popleft()
             for pos, record in enumerate(chunk.records):
                 result = chunk.results[pos]
-                row = OutputRow(id=record.id, source=record.source, **result.model_dump())
+                # both parts are already validated models: construct without validating again
+                row = OutputRow.model_construct(id=record.id, source=record.source, **dict(result))
                 self.stats.add(row)
                 yield row

@@ -56,9 +56,7 @@ class ResultWriter:
             self._out = open(path, "w", encoding="utf-8")
 
     def write(self, row: OutputRow) -> None:
-        data = row.model_dump(mode="json")
-        ordered = {"id": data.pop("id"), "source": data.pop("source"), **data}  # where it came from, first
-        self._out.write(json.dumps(ordered, separators=(",", ":")) + "\n")
+        self._out.write(row.model_dump_json() + "\n")
         self._since_sync += 1
 
     def flush(self) -> None:

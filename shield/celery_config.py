@@ -28,6 +28,10 @@ def celery_config(settings: ShieldSettings, broker_url: str) -> dict:
         "broker_url": broker_url,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
+        "task_publish_retry": True,
+        # ride out a broker restart of up to about a minute while publishing
+        "task_publish_retry_policy": {"max_retries": 30, "interval_start": 0.5, "interval_step": 0.5,
+                                      "interval_max": 2.0},
         "result_backend": None,
         "task_ignore_result": True,  # outcomes go to a per-job Redis list, not per-task result keys
         "task_serializer": "json",

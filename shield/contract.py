@@ -32,6 +32,8 @@ ML_SCANNERS = ("prompt_injection", "toxicity", "sentiment")
 #: Scanners that are heuristics only.
 HEURISTIC_SCANNERS = ("secrets", "invisible_text")
 DEFAULT_SCANNERS = ("prompt_injection",)
+#: Most texts one task may carry (SHIELD_BATCH_SIZE is capped at this too).
+MAX_BATCH_TEXTS = 4096
 
 
 def queue_for(variant: Variant | str) -> str:
@@ -121,7 +123,7 @@ class ScanBatch(BaseModel):
     job_id: str
     batch_index: int
     options: ScanOptions
-    texts: list[str]
+    texts: list[str] = Field(max_length=MAX_BATCH_TEXTS)
 
 
 class BatchOutcome(BaseModel):
@@ -133,11 +135,15 @@ class BatchOutcome(BaseModel):
     worker: str | None = None
 
 
-class OutputRow(TextResult):
-    """One line of `llm-shield scan` output: a result plus where its input came from."""
+class RowIdentity(BaseModel):
+    """Where an output row's input came from."""
 
     id: str
     source: dict[str, Any]
+
+
+class OutputRow(TextResult, RowIdentity):
+    """One line of `llm-shield scan` output: `id` and `source` first, then the result's fields."""
 
 
 def ml_cache_key(scanner: str, model: ModelRef, window: WindowConfig, text: str) -> bytes:

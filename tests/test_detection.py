@@ -63,19 +63,19 @@ def test_hybrid_short_circuits_on_a_confident_heuristic_and_asks_the_model_other
 def test_both_combines_heuristic_and_model(scanner: BatchScanner) -> None:
     attack, benign = scanner.scan([ATTACK, BENIGN], ScanOptions(mode=HybridMode.both))
     assert method(attack) is method(benign) is DetectionMethod.hybrid_both
-    ml_only = scanner.scan([ATTACK], ScanOptions(mode=HybridMode.ml_only))[0]
+    # the same batch: int8's dynamic quantization scales activations per run, so companions matter a little
+    ml_only = scanner.scan([ATTACK, BENIGN], ScanOptions(mode=HybridMode.ml_only))[0]
     assert attack.scanners["prompt_injection"].score == max(ml_only.scanners["prompt_injection"].score, 0.95)
     assert not attack.valid and benign.valid
 
 
 def test_per_job_thresholds_override_the_catalog(scanner: BatchScanner) -> None:
-    default = scanner.scan([SUBTLE], ScanOptions(mode=HybridMode.ml_only))[0].scanners["prompt_injection"]
-    strict = scanner.scan([SUBTLE], ScanOptions(mode=HybridMode.ml_only,
-                                                thresholds={"prompt_injection": min(1.0, default.score + 0.01)}))[0]
-    lax = scanner.scan([SUBTLE], ScanOptions(mode=HybridMode.ml_only,
-                                             thresholds={"prompt_injection": max(0.0, default.score - 0.01)}))[0]
-    assert strict.valid and not lax.valid
-    assert strict.scanners["prompt_injection"].threshold == pytest.approx(default.score + 0.01)
+    default = scanner.scan([BENIGN], ScanOptions(mode=HybridMode.ml_only))[0]
+    score = default.scanners["prompt_injection"].score
+    assert default.valid and default.scanners["prompt_injection"].threshold == 0.5  # the catalog's
+    lax_threshold = score / 2
+    lax = scanner.scan([BENIGN], ScanOptions(mode=HybridMode.ml_only, thresholds={"prompt_injection": lax_threshold}))[0]
+    assert not lax.valid and lax.scanners["prompt_injection"].threshold == lax_threshold
 
 
 def test_allowlist_suppresses_and_says_so(scanner: BatchScanner) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +87,18 @@ def test_long_text_is_split_into_overlapping_windows(model_settings: ShieldSetti
 
 
 def test_injection_late_in_a_long_text_is_found_by_windowing(loader: ModelLoader) -> None:
-    engine = InferenceEngine(loader.get("prompt_injection", "fp32"))
-    hidden = FILLER + ATTACK
+    model = loader.get("prompt_injection", "fp32")
+    engine = InferenceEngine(model)
+    hidden = FILLER + " " + " ".join([ATTACK] * 4)  # past the first 256 tokens
     (benign, attacked) = engine.score([FILLER, hidden])
     assert attacked.windows > 1 and not attacked.truncated
     assert attacked.score > 0.5 > benign.score
     assert attacked.label == "INJECTION"
+    # what plain truncation to the first window would have said: nothing, and it says so
+    first_only = TextTokenizer(model.folder / "tokenizer.json", model.tokenizer.max_length, 32, max_windows=1)
+    truncating = InferenceEngine(replace(model, tokenizer=first_only))
+    (cut,) = truncating.score([hidden])
+    assert cut.truncated and cut.windows == 1 and cut.score < 0.5
 
 
 def test_scores_do_not_depend_on_batch_companions(loader: ModelLoader) -> None:

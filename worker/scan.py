@@ -64,7 +64,14 @@ class BatchScanner:
         return self.engines[key]
 
     def scan(self, texts: list[str], options: ScanOptions) -> list[TextResult]:
-        """Results for `texts`, in order; repeated texts are scanned once."""
+        """Results for `texts`, in order; repeated texts are scanned once. Texts over the size limit (which
+        a producer never sends, but any broker client could) become error results."""
+        limit = self.settings.max_text_chars
+        if any(len(t) > limit for t in texts):
+            keep = [t for t in texts if len(t) <= limit]
+            done = iter(self.scan(keep, options))
+            too_long = TextResult(valid=False, error=f"text is over the limit of {limit} characters")
+            return [next(done) if len(t) <= limit else too_long for t in texts]
         unique = list(dict.fromkeys(texts))
         plans = {t: plan_text(t, options) for t in unique}
         served: dict[str, ServedModel] = {}
