@@ -167,3 +167,51 @@ def test_python_api_against_a_broker(worker, redis_url: str, model_env: dict[str
     assert [r.valid for r in results[:3]] == [True, False, False]
     assert results[2].scanners["secrets"].heuristics == ["aws_access_key"]
     assert results[3].error == "text is not a string"
+
+
+def test_parquet_and_s3_inputs(worker, redis_url: str, model_env: dict[str, str], s3_bucket: str,
+                               tmp_path: Path) -> None:
+    import boto3
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"prompt": ["hello there", ATTACK, "what time is it?"], "n": [1, 2, 3]})
+    pq.write_table(table, tmp_path / "in.parquet")
+    s3 = boto3.client("s3")
+    s3.upload_file(str(tmp_path / "in.parquet"), s3_bucket, "data/a.parquet")
+    s3.put_object(Bucket=s3_bucket, Key="data/b.jsonl.gz",
+                  Body=gzip.compress(b'{"prompt": "fine"}\n{"prompt": "' + ATTACK.encode() + b'"}\n'))
+    env = {**model_env, "SHIELD_REDIS_URL": redis_url, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    out = tmp_path / "out.jsonl"
+    done = cli("scan", str(tmp_path / "in.parquet"), f"s3://{s3_bucket}/data/", "--text-field", "prompt",
+               "-o", str(out), "--no-progress", env=env)
+    assert done.returncode == 0, done.stderr
+    got = rows(out)
+    assert [r["valid"] for r in got] == [True, False, True, True, False, True, True, False]
+    assert [r["source"]["uri"] for r in got] == [str(tmp_path / "in.parquet")] * 3 + \
+        [f"s3://{s3_bucket}/data/a.parquet"] * 3 + [f"s3://{s3_bucket}/data/b.jsonl.gz"] * 2
+    bad = cli("scan", f"s3://{s3_bucket}/missing.jsonl", "-o", str(tmp_path / "x.jsonl"), env=env)
+    assert bad.returncode != 0 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_a_100_mb_line_is_an_error_row_and_the_worker_lives_on(worker, redis_url: str, model_env: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    src = tmp_path / "huge.log"
+    with open(src, "wb") as f:
+        f.write(b"before\n")
+        chunk = b"A" * (1 << 20)
+        for _ in range(100):
+            f.write(chunk)
+        f.write(b"\n" + ATTACK.encode() + b"\n")
+    out = tmp_path / "out.jsonl"
+    done = cli("scan", str(src), "-o", str(out), "--no-progress", env={**model_env, "SHIELD_REDIS_URL": redis_url})
+    assert done.returncode == 0, done.stderr
+    got = rows(out)
+    assert len(got) == 3 and got[0]["valid"] and "over the limit" in got[1]["error"] and not got[2]["valid"]
+    # a client that bypasses the producer's limit: the worker refuses the text, not the whole batch
+    from tests.test_workers import send
+
+    outcome = send(redis_url, ["ok", "B" * 100_000_000, ATTACK], "int8")
+    assert outcome.results[0].valid and "over the limit" in outcome.results[1].error
+    assert not outcome.results[2].valid
+    assert worker.proc.poll() is None

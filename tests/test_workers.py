@@ -34,7 +34,7 @@ def send(url: str, texts: list[str], variant: str, mode: HybridMode = HybridMode
     job = uuid.uuid4().hex
     batch = ScanBatch(job_id=job, batch_index=0, options=ScanOptions(variant=Variant(variant), mode=mode), texts=texts)
     app.send_task(TASK_SCAN_BATCH, args=[batch.model_dump(mode="json")], queue=queue_for(variant))
-    item = redis.Redis.from_url(url).blpop([job_results_key(job)], timeout=120)
+    item = redis.Redis.from_url(url, socket_timeout=180).blpop([job_results_key(job)], timeout=120)
     assert item is not None, "no outcome within 120 s"
     return BatchOutcome.model_validate_json(item[1])
 
@@ -107,3 +107,49 @@ def test_a_pickled_message_is_refused_not_executed(two_workers, redis_url: str, 
     assert not marker.exists()
     assert "pickle" in worker.log()  # Celery logs the refused content type
     assert send(redis_url, [BENIGN], "int8").results[0].valid  # and keeps serving JSON tasks
+
+
+def test_metrics_are_scrapeable_from_the_pool(redis_url: str, model_env: dict[str, str], tmp_path: Path) -> None:
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    worker = WorkerProcess(redis_url, "int8", model_env, concurrency=2, log_dir=tmp_path,
+                           extra_env={"SHIELD_METRICS_PORT": str(port),
+                                      "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")})
+    (tmp_path / "metrics").mkdir()
+    try:
+        worker.wait_ready(processes=2)
+        send(redis_url, [BENIGN, ATTACK, BENIGN], "int8")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        worker.stop()
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines()
+               if line and not line.startswith("#")}
+    assert samples['shield_inference_seconds_count{scanner="prompt_injection",variant="int8"}'] >= 1
+    assert samples["shield_batch_texts_sum"] == 3
+    assert samples['shield_cache_lookups_total{result="miss"}'] == 2  # two distinct texts
+    assert any(k.startswith("shield_model_load_seconds_count") for k in samples)
+
+
+def test_cache_cli_stats_and_clear(two_workers, redis_url: str, model_env: dict[str, str]) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    send(redis_url, [BENIGN, ATTACK], "int8")
+    client = redis.Redis.from_url(redis_url)
+    client.set("broker-owned-key", "keep me")
+    env = {**os.environ, **model_env}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "shield.cli", "cache", *a, "--broker", redis_url],  # noqa: E731
+                                    env=env, capture_output=True, text=True, timeout=60)
+    stats = run("stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["entries"] == 2 and data["inserts"] == 2 and data["memory_bytes"] > 0
+    cleared = run("clear")
+    assert cleared.returncode == 0 and cleared.stdout.startswith("removed ")
+    assert json.loads(run("stats", "--json").stdout)["entries"] == 0
+    assert client.get("broker-owned-key") == b"keep me"

@@ -141,6 +141,7 @@ class BatchScanner:
         new = dict(zip(misses, fresh))
         if self.cache is not None:
             key_of = dict(zip(group, keys))
-            self.cache.set_many([(key_of[t], s.model_dump_json().encode()) for t, s in new.items()])
+            evicted = self.cache.set_many([(key_of[t], s.model_dump_json().encode()) for t, s in new.items()])
+            metrics.CACHE_EVICTIONS.inc(evicted)
         found.update(new)
         return found

@@ -176,10 +176,11 @@ class ResultCache:
         self.available = True
         return [value for reply in replies for value in reply]
 
-    def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
-        """Insert or overwrite `items` (digest, value) in one round trip. Never raises for a dead Redis."""
+    def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> int:
+        """Insert or overwrite `items` (digest, value) in one round trip; returns how many entries this
+        evicted. Never raises for a dead Redis (then 0)."""
         if not items or not self.enabled:
-            return
+            return 0
         _check_digests([key for key, _ in items])
         head = [
             self.settings.ttl_seconds * 1_000_000,
@@ -189,11 +190,12 @@ class ResultCache:
         ]
         argvs = [head + _flatten(items[i : i + SCRIPT_BATCH]) for i in range(0, len(items), SCRIPT_BATCH)]
         try:
-            self._call(self._insert, argvs)
+            replies = self._call(self._insert, argvs)
         except UNAVAILABLE_ERRORS as exc:
             self._unavailable(exc)
-            return
+            return 0
         self.available = True
+        return sum(int(reply[1]) for reply in replies)
 
     def stats(self) -> CacheStats:
         """Shared counters, entry count and memory (exact up to 1,000 entries, sampled above).
