@@ -64,6 +64,24 @@ TOXICITY_RULES: tuple[Rule, ...] = (
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
 
 
+#: Words one of which every rule of a set needs (lower-case): texts with none skip that set's regexes.
+#: Most traffic has none, which keeps heuristics cheap enough to run on every row.
+PROMPT_INJECTION_KEYWORDS = (
+    "ignor", "disregard", "forget", "override", "bypass", "skip", "drop", "reveal", "print", "show", "repeat",
+    "output", "leak", "tell me", "you are now", "act as", "pretend", "from now on", " mode", "instruction",
+    "note", "message", "忽略", "игнорируй", "無視",
+)
+SECRET_KEYWORDS = ("akia", "asia", "sk-", "gh", "xox", "-----begin", "eyj", "pass", "secret", "api")
+TOXICITY_KEYWORDS = ("kill", "hurt", "destroy", "find you", "idiot", "moron", "stupid", "worthless", "pathetic",
+                     "loser", "imbecile", "fuck", "screw")
+_LETTER_SPACED = re.compile(r"(?:\b\w ){4,}\w\b")
+
+
+def _mentions(keywords: tuple[str, ...], text: str) -> bool:
+    low = text.lower()
+    return any(k in low for k in keywords)
+
+
 def _match(rules: tuple[Rule, ...], text: str) -> HeuristicVerdict:
     fired = [r for r in rules if r.pattern.search(text)]
     if not fired:
@@ -78,16 +96,20 @@ def _despaced(text: str) -> str:
 
 def _normalized(text: str) -> str:
     # NFKC folds full-width and many look-alike forms; invisible characters are dropped
+    if text.isascii():
+        return text  # NFKC leaves ASCII alone and no invisible character is ASCII
     return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def prompt_injection(text: str) -> HeuristicVerdict:
     norm = _normalized(text)
-    verdict = _match(PROMPT_INJECTION_RULES, norm)
-    if verdict.score == 0.0:
-        spaced = _match(PROMPT_INJECTION_RULES, _despaced(norm))
-        if spaced.score:
-            return HeuristicVerdict(spaced.score, [*spaced.rules, "letter_spacing"])
+    verdict = _match(PROMPT_INJECTION_RULES, norm) if _mentions(PROMPT_INJECTION_KEYWORDS, norm) else HeuristicVerdict()
+    if verdict.score == 0.0 and _LETTER_SPACED.search(norm):
+        despaced = _despaced(norm)
+        if _mentions(PROMPT_INJECTION_KEYWORDS, despaced):
+            spaced = _match(PROMPT_INJECTION_RULES, despaced)
+            if spaced.score:
+                return HeuristicVerdict(spaced.score, [*spaced.rules, "letter_spacing"])
     return verdict
 
 
@@ -100,11 +122,12 @@ def invisible_text(text: str) -> HeuristicVerdict:
 
 
 def secrets(text: str) -> HeuristicVerdict:
-    return _match(SECRET_RULES, text)
+    return _match(SECRET_RULES, text) if _mentions(SECRET_KEYWORDS, text) else HeuristicVerdict()
 
 
 def toxicity(text: str) -> HeuristicVerdict:
-    return _match(TOXICITY_RULES, _normalized(text))
+    norm = _normalized(text)
+    return _match(TOXICITY_RULES, norm) if _mentions(TOXICITY_KEYWORDS, norm) else HeuristicVerdict()
 
 
 def sentiment(text: str) -> HeuristicVerdict:
