@@ -12,7 +12,7 @@ from itertools import islice
 
 from shield.config import HybridMode
 from shield.contract import ML_SCANNERS, ScanOptions
-from shield.errors import ConfigError, InputError
+from shield.errors import InputError
 from shield.settings import ShieldSettings
 
 from producer.job import JobStats, ScanJob

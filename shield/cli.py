@@ -5,7 +5,6 @@ Every failure the user can fix prints one line (`error: ...`) and exits non-zero
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,7 +16,7 @@ import typer
 from shield.config import HybridMode, Variant
 from shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, QUEUES, Allowlist, ScanOptions
 from shield.errors import ConfigError, ShieldError
-from shield.settings import get_settings, redact_url
+from shield.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Scan LLM traffic for prompt injection, toxicity and other risks at scale.")

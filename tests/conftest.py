@@ -10,8 +10,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from shield.local_redis import LocalRedis
+    from shield.settings import ShieldSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
