@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -146,21 +147,27 @@ class OutputRow(TextResult, RowIdentity):
     """One line of `llm-shield scan` output: `id` and `source` first, then the result's fields."""
 
 
-def ml_cache_key(scanner: str, model: ModelRef, window: WindowConfig, text: str) -> bytes:
-    """Raw sha256 over a field-tagged encoding of everything that determines a model's output."""
+def _tagged(tag: str, value: str) -> bytes:
+    data = value.encode("utf-8", "surrogatepass")
+    # tag, length and value: no two distinct field tuples can encode to the same bytes
+    return tag.encode() + b":" + str(len(data)).encode() + b":" + data + b";"
+
+
+@lru_cache(maxsize=256)
+def _key_prefix(scanner: str, model: ModelRef, window: WindowConfig) -> "hashlib._Hash":
     h = hashlib.sha256()
-    fields = (
-        ("schema", str(CACHE_SCHEMA_VERSION)),
-        ("scanner", scanner),
-        ("model", model.sha256),
-        ("variant", model.variant.value),
-        ("window", f"{window.max_length}/{window.stride}/{window.max_windows}"),
-        ("text", text),
-    )
-    for tag, value in fields:
-        data = value.encode("utf-8", "surrogatepass")
-        # tag, length and value: no two distinct field tuples can encode to the same bytes
-        h.update(tag.encode() + b":" + str(len(data)).encode() + b":" + data + b";")
+    for tag, value in (("schema", str(CACHE_SCHEMA_VERSION)), ("scanner", scanner), ("model", model.sha256),
+                       ("variant", model.variant.value),
+                       ("window", f"{window.max_length}/{window.stride}/{window.max_windows}")):
+        h.update(_tagged(tag, value))
+    return h
+
+
+def ml_cache_key(scanner: str, model: ModelRef, window: WindowConfig, text: str) -> bytes:
+    """Raw sha256 over a field-tagged encoding of everything that determines a model's output:
+    cache schema version, scanner, model sha256, variant, window settings, and the text."""
+    h = _key_prefix(scanner, model, window).copy()  # the fixed fields are hashed once per model
+    h.update(_tagged("text", text))
     return h.digest()
 
 
