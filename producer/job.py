@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shield.celery_config import make_celery
 from shield.contract import (
     TASK_SCAN_BATCH,
     BatchOutcome,
@@ -110,7 +109,8 @@ class ScanJob:
         self.cache = cache
         self.job_id = uuid.uuid4().hex
         self.queue = queue_for(options.variant)
-        self.celery = make_celery(settings, broker_url)
+        self.broker_url = broker_url
+        self._celery = None  # made on the first send: a fully cached job never imports Celery
         self.redis = redis.Redis.from_url(broker_url, socket_timeout=30, socket_connect_timeout=5,
                                           health_check_interval=30)
         self.stats = JobStats()
@@ -187,7 +187,10 @@ class ScanJob:
 
     def _send(self, batch: ScanBatch) -> None:
         try:  # kombu retries the publish itself (task_publish_retry_policy) while Redis comes back
-            self.celery.send_task(TASK_SCAN_BATCH, args=[batch.model_dump(mode="json")], queue=self.queue)
+            if self._celery is None:
+                
+                self._celery = make_celery(self.settings, self.broker_url)
+            self._celery.send_task(TASK_SCAN_BATCH, args=[batch.model_dump(mode="json")], queue=self.queue)
         except Exception as exc:  # kombu wraps Redis errors in its own types
             raise BrokerUnavailableError(
                 f"lost the broker while sending batch {batch.batch_index}: {exc}; "

@@ -49,7 +49,7 @@ class ShieldSettings(BaseSettings):
     heartbeat_file: Path | None = None
 
     # Producer
-    batch_size: int = Field(default=64, ge=1, le=4096)
+    batch_size: int = Field(default=128, ge=1, le=4096, description="Rows per task")
     max_text_chars: int = Field(default=1_000_000, ge=1, description="Longer texts become error rows")
     max_inflight_batches: int = Field(default=16, ge=1)
     result_ttl_seconds: int = 24 * 3600

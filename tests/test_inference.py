@@ -169,3 +169,12 @@ def test_variants_agree_with_fp32_on_the_test_split(loader: ModelLoader) -> None
         agreement = float(((got >= 0.5) == (ref >= 0.5)).mean())
         assert agreement >= 0.97, (variant, agreement)
         assert float(np.abs(got - ref).mean()) <= 0.03, variant
+
+
+def test_short_and_long_windows_run_in_separate_buckets() -> None:
+    from worker.tokenizer import Window
+
+    windows = [Window(i, [1] * (10 if i % 2 else 200), [0]) for i in range(40)]
+    batches = plan_batches(windows, max_batch_tokens=1_000_000)
+    widths = [{len(windows[i].ids) for i in b} for b in batches]
+    assert widths == [{10}, {200}]  # a single run would pad twenty 10-token windows to 200

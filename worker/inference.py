@@ -14,6 +14,10 @@ from worker.tokenizer import Window
 
 #: Upper bound on windows per run, whatever the token budget allows.
 MAX_BATCH_WINDOWS = 256
+#: A run ends when its windows grow this much longer than its first (bucketing by length: padding is paid for).
+BUCKET_GROWTH = 1.5
+#: ...but not before it has this many windows (tiny runs waste more than the padding they save).
+MIN_BUCKET_WINDOWS = 8
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -27,14 +31,16 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def plan_batches(windows: Sequence[Window], max_batch_tokens: int, max_windows: int = MAX_BATCH_WINDOWS) -> list[list[int]]:
-    """Window indices grouped into runs: sorted by length so padding is small, each run within the budget
-    of padded tokens (rows x longest row) and of `max_windows` rows."""
+    """Window indices grouped into runs: sorted by length and bucketed so padding is small, each run within
+    the budget of padded tokens (rows x longest row) and of `max_windows` rows."""
     order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         width = len(windows[i].ids)  # the longest so far, since the order is ascending
-        if current and ((len(current) + 1) * width > max_batch_tokens or len(current) >= max_windows):
+        if current and ((len(current) + 1) * width > max_batch_tokens or len(current) >= max_windows
+                        or (len(current) >= MIN_BUCKET_WINDOWS
+                            and width > BUCKET_GROWTH * len(windows[current[0]].ids))):
             batches.append(current)
             current = []
         current.append(i)
