@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TASK = "prompt_injection"  # the scanner `llm-shield scan` runs by default
 BATCH_SIZES = (8, 16, 32, 64, 128)
-ROWS_PER_TASK = 64  # SHIELD_BATCH_SIZE default: rows per task, and the arrival-order baseline's batch
+ROWS_PER_TASK = 128  # SHIELD_BATCH_SIZE default: rows per task, and the arrival-order baseline's batch
 
 SIZES = {
     # limit_texts/peer_texts: texts per in-process measurement; e2e_a: rows of the (a) file (also the scaling

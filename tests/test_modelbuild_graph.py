@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from shield.errors import ModelUnavailableError
 from worker.modelbuild import weights as weights_mod
-from worker.modelbuild.bert_onnx import build_classifier_graph
+from worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS, build_classifier_graph, pooled_width
 from worker.modelbuild.reference import numpy_forward
 from worker.modelbuild.variants import save_model, to_fp16, to_int8
 from worker.modelbuild.weights import BertConfig, load_bert_weights, locate_weights
@@ -46,9 +46,9 @@ INT8_MEAN_COS = 0.98
 INT8_LOGITS_MAX_ABS = 0.2
 
 
-def random_head(seed: int = 1234) -> list[tuple[np.ndarray, np.ndarray]]:
+def random_head(seed: int = 1234, width: int = 384) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    w1 = rng.normal(0.0, 1.0 / np.sqrt(384), (64, 384)).astype(np.float32) * 8
+    w1 = rng.normal(0.0, 1.0 / np.sqrt(width), (64, width)).astype(np.float32) * 8
     b1 = rng.normal(0.0, 0.1, 64).astype(np.float32)
     w2 = rng.normal(0.0, 1.0 / np.sqrt(64), (NUM_LABELS, 64)).astype(np.float32)
     b2 = rng.normal(0.0, 0.1, NUM_LABELS).astype(np.float32)
@@ -261,3 +261,93 @@ def test_locate_weights_accepts_folders_and_zips(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelUnavailableError):
         locate_weights(tmp_path / "empty")
+
+
+@dataclass
+class BuiltMulti:
+    head: list
+    emb32: Path
+    clf32: Path
+    clf16: Path
+    clf8: Path
+
+
+@pytest.fixture(scope="module")
+def multi(built: Built, tmp_path_factory: pytest.TempPathFactory) -> BuiltMulti:
+    """The classifier layout the build uses: pooling="multi" (several layers' mean poolings) + a head."""
+    out = tmp_path_factory.mktemp("modelbuild-multi")
+    head = random_head(seed=7, width=pooled_width("multi", built.config))
+    paths = {"emb32": out / "emb.fp32.onnx", "clf32": out / "clf.fp32.onnx", "clf16": out / "clf.fp16.onnx",
+             "clf8": out / "clf.int8.onnx"}
+    save_model(build_classifier_graph(built.weights, built.config, None, pooling="multi"), paths["emb32"])
+    save_model(build_classifier_graph(built.weights, built.config, head, pooling="multi"), paths["clf32"])
+    to_fp16(paths["clf32"], paths["clf16"])
+    to_int8(paths["clf32"], paths["clf8"])
+    return BuiltMulti(head, **paths)
+
+
+def test_multi_pooling_matches_numpy_reference(built: Built, multi: BuiltMulti) -> None:
+    texts = all_texts()
+    feed = encode(built.tokenizer, texts)
+    hidden = built.config.hidden_size
+    parts = len(MULTI_POOLING_LAYERS)
+    assert parts > 1 and MULTI_POOLING_LAYERS[-1] == built.config.num_hidden_layers
+    emb = session(multi.emb32).run(None, feed)[0]
+    assert emb.shape == (len(texts), hidden * parts) == (len(texts), pooled_width("multi", built.config))
+    expected = numpy_forward(built.weights, built.config, **feed, pooling="multi")
+    assert np.abs(emb - expected).max() < 1e-4
+    # every part is L2-normalised on its own, and the last one is the sentence-transformers embedding
+    np.testing.assert_allclose(np.linalg.norm(emb.reshape(len(texts), parts, hidden), axis=2), 1.0, atol=1e-4)
+    mean = session(built.emb32).run(None, feed)[0]
+    assert np.abs(emb[:, -hidden:] - mean).max() < 1e-5
+    assert np.abs(emb[:, :hidden] - mean).max() > 0.1  # an earlier layer really is a different feature
+    sess = session(multi.clf32)
+    logits = sess.run(None, feed)[0]
+    expected = numpy_forward(built.weights, built.config, **feed, head=multi.head, pooling="multi")
+    assert np.abs(logits - expected).max() < 1e-4
+    assert np.abs(expected).max() > 0.1
+    for row, text in enumerate(texts[:6]):
+        alone = sess.run(None, encode(built.tokenizer, [text]))[0][0]
+        assert np.abs(alone - logits[row]).max() < 1e-5, text
+    noisy = {k: v.copy() for k, v in feed.items()}
+    pad = noisy["attention_mask"] == 0
+    noisy["input_ids"][pad] = 1037
+    noisy["token_type_ids"][pad] = 1
+    assert np.abs(sess.run(None, noisy)[0] - logits).max() < 1e-5
+    # unnormalised multi pooling matches too
+    raw = build_classifier_graph(built.weights, built.config, None, normalize=False, pooling="multi")
+    got = ort.InferenceSession(raw.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    want = numpy_forward(built.weights, built.config, **feed, normalize=False, pooling="multi")
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_multi_pooling_variants_agree_and_reproduce(built: Built, multi: BuiltMulti, tmp_path: Path) -> None:
+    feed = encode(built.tokenizer, all_texts())
+    logits32 = session(multi.clf32).run(None, feed)[0]
+    logits16 = session(multi.clf16).run(None, feed)[0]
+    logits8 = session(multi.clf8).run(None, feed)[0]
+    assert np.abs(logits16 - logits32).max() < FP16_LOGITS_MAX_ABS
+    assert np.abs(logits8 - logits32).max() < INT8_LOGITS_MAX_ABS
+    assert np.abs(logits8 - logits32).max() > 1e-4  # really quantized
+    # fp16: the encoder is float16, every pooling node still float32 (inputs cast back)
+    graph16 = onnx.load(str(multi.clf16)).graph
+    dtypes = {t.name: t.data_type for t in graph16.initializer}
+    assert dtypes["encoder.layer.0.intermediate.dense.weight"] == onnx.TensorProto.FLOAT16
+    assert dtypes["head.0.weight"] == onnx.TensorProto.FLOAT
+    pooling_nodes = [n for n in graph16.node if n.name.startswith("pooling/")]
+    assert {n.name for n in pooling_nodes} >= {f"pooling/hidden.{layer}/mean/Div" for layer in MULTI_POOLING_LAYERS}
+    assert any(n.op_type == "Concat" for n in pooling_nodes)
+    # byte-for-byte reproducible
+    save_model(build_classifier_graph(built.weights, built.config, multi.head, pooling="multi"), tmp_path / "a.onnx")
+    assert sha256(tmp_path / "a.onnx") == sha256(multi.clf32)
+    to_fp16(tmp_path / "a.onnx", tmp_path / "a16.onnx")
+    assert sha256(tmp_path / "a16.onnx") == sha256(multi.clf16)
+    to_int8(tmp_path / "a.onnx", tmp_path / "a8.onnx")
+    assert sha256(tmp_path / "a8.onnx") == sha256(multi.clf8)
+
+
+def test_pooling_is_checked(built: Built) -> None:
+    with pytest.raises(ValueError, match="pooling"):
+        build_classifier_graph(built.weights, built.config, None, pooling="max")
+    with pytest.raises(ValueError):  # a multi-pooling head takes hidden * parts inputs, not hidden
+        build_classifier_graph(built.weights, built.config, random_head(), pooling="multi")

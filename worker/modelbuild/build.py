@@ -1,8 +1,15 @@
 """`llm-shield models build`: default scanner models from the packaged all-MiniLM-L6-v2 weights.
 
-For each task with labelled data: embed the training texts with the fp32 encoder, fit a head with numpy,
-write the classifier in fp32, fp16 and int8 in a Hugging Face ONNX layout, measure each on the held-out
-split, and record everything in the catalog.
+For each task with labelled data: embed the training texts with the fp32 encoder (``POOLING``: the mean poolings
+of layers 2, 4 and 6, each normalised), fit a head with numpy, write the classifier in fp32, fp16 and int8 in a
+Hugging Face ONNX layout, measure each on the held-out split, and record everything in the catalog.
+
+The pooling and the head's settings (``HEAD``) were chosen on a validation split carved out of train.jsonl
+(5 folds by sha256 of the text; the held-out test split was not used), prompt-injection F1 on it:
+last-layer mean pooling 0.958-0.961, layers 2+4+6 0.980-0.982 (all seven hidden states 0.983; adding max pooling
+or the CLS token did not help); on those features input dropout 0.2 +0.2 points, an ensemble of 3 heads +0.1-0.2
+and less seed dependence; wider (512) or longer (80 epochs) heads, weight decay 1e-3/1e-2, balanced class weights
+did not help.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ from shield.errors import ConfigError
 from shield.registry import Catalog, CatalogEntry, ModelFile, load_catalog, save_catalog
 from shield.registry.catalog import MODEL_FILE
 from shield.settings import ShieldSettings
-from worker.modelbuild.bert_onnx import build_classifier_graph
-from worker.modelbuild.heads import precision_recall_f1, train_mlp
+from worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS, build_classifier_graph, pooling_layers
+from worker.modelbuild.heads import precision_recall_f1, train_mlp_ensemble
 from worker.modelbuild.variants import save_model, to_fp16, to_int8
 from worker.modelbuild.weights import load_bert_weights, locate_weights
 
@@ -33,6 +40,10 @@ log = logging.getLogger("shield.modelbuild")
 
 MAX_LENGTH = 256  # all-MiniLM-L6-v2 was trained on sequences of up to 256 tokens
 BUILD_BATCH_TOKENS = 8192
+POOLING = "multi"  # see bert_onnx.MULTI_POOLING_LAYERS
+# 3 heads of 256 ReLU units folded into one of 768; the input (k unit-norm parts, norm sqrt(k)) is stretched to
+# norm 5 as the single-part heads were.
+HEAD = {"members": 3, "hidden": 256, "epochs": 40, "input_dropout": 0.2, "target_norm": 5.0}
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ def sha256_of(path: Path) -> str:
 
 
 class Embedder:
-    """The fp32 encoder graph (mean pooled, normalized) run by onnxruntime, for training and evaluation."""
+    """The fp32 encoder graph (normalized mean pooling(s), see ``POOLING``) run by onnxruntime, for training."""
 
     def __init__(self, model_path: Path, tokenizer_path: Path) -> None:
         import onnxruntime as ort
@@ -99,6 +110,13 @@ class Embedder:
         return out
 
 
+def fit_head(x: np.ndarray, y: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The classifier head on pooled features x (rows of `parts` unit-norm parts), with the settings in ``HEAD``."""
+    settings = dict(HEAD)
+    target_norm = settings.pop("target_norm")
+    return train_mlp_ensemble(x, y, input_scale=target_norm / np.sqrt(parts), **settings)
+
+
 def hf_config(base_config: Path, spec: TaskSpec) -> dict:
     config = json.loads(base_config.read_text())
     config.update({
@@ -107,7 +125,10 @@ def hf_config(base_config: Path, spec: TaskSpec) -> dict:
         "label2id": {label: i for i, label in enumerate(spec.labels)},
         "problem_type": "single_label_classification",
         "max_length": MAX_LENGTH,
-        "pooling": "mean_normalized",
+        # masked mean of these hidden states (0: embeddings, n: layer n), each L2-normalised, concatenated
+        "pooling": "mean_normalized" if POOLING == "mean" else "multi_layer_mean_normalized",
+        "pooling_hidden_states": ([config["num_hidden_layers"]] if POOLING == "mean"
+                                  else list(MULTI_POOLING_LAYERS)),
     })
     return config
 
@@ -166,7 +187,7 @@ def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics
         sha256=model.sha256, size=model.size, files=files,
         labels=list(spec.labels), risk_labels=[spec.risk_label], postprocess="softmax",
         max_length=MAX_LENGTH, threshold=spec.threshold,
-        description=f"{spec.description}. all-MiniLM-L6-v2 encoder (Apache-2.0) + linear head trained by llm-shield",
+        description=f"{spec.description}. all-MiniLM-L6-v2 encoder (Apache-2.0) + MLP head trained by llm-shield",
         license="Apache-2.0", metrics=metrics,
     )
 
@@ -178,7 +199,8 @@ def build_task(task: str, data_dir: Path, weights_dir: Path, weights: dict, conf
     test_texts, y_test = read_split(data_dir / task / "test.jsonl", spec)
     log.info("%s: embedding %d training texts", task, len(train_texts))
     embedder = Embedder(embed_model, weights_dir / "tokenizer.json")
-    graph = build_classifier_graph(weights, config, train_mlp(embedder.run(train_texts), y_train))
+    head = fit_head(embedder.run(train_texts), y_train, parts=len(pooling_layers(POOLING, config)))
+    graph = build_classifier_graph(weights, config, head, pooling=POOLING)
     entries = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / MODEL_FILE
@@ -215,7 +237,7 @@ def build_models(settings: ShieldSettings, tasks: list[str] | None = None, varia
         weights_dir = locate_weights(weights_source, dest=Path(tmp) / "weights")
         weights, config = load_bert_weights(weights_dir)
         embed_model = Path(tmp) / "encoder.onnx"
-        save_model(build_classifier_graph(weights, config, None), embed_model)
+        save_model(build_classifier_graph(weights, config, None, pooling=POOLING), embed_model)
         for task in tasks:
             for entry in build_task(task, data_dir, weights_dir, weights, config, store, variants, embed_model):
                 catalog.upsert(entry)

@@ -1,6 +1,7 @@
 """A plain numpy (float64) forward pass of the BERT encoder + mean pooling (+ head): the tests' independent oracle.
 
-It shares nothing with the ONNX builder except the weights and the config.
+It shares nothing with the ONNX builder except the weights, the config and which hidden states ``pooling="multi"``
+pools (``MULTI_POOLING_LAYERS``, a documented constant).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS
 from worker.modelbuild.weights import BertConfig
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -32,8 +34,19 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def numpy_forward(weights: Mapping[str, np.ndarray], config: BertConfig, input_ids: np.ndarray,
                   attention_mask: np.ndarray, token_type_ids: np.ndarray,
-                  head: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, normalize: bool = True) -> np.ndarray:
-    """Embeddings [batch, hidden] (head None) or logits [batch, num_labels], as float64."""
+                  head: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, normalize: bool = True,
+                  pooling: str = "mean") -> np.ndarray:
+    """Embeddings [batch, hidden * parts] (head None) or logits [batch, num_labels], as float64.
+
+    ``pooling="mean"``: masked mean of the last layer; ``"multi"``: masked means of the hidden states
+    ``MULTI_POOLING_LAYERS`` (0 is the embeddings), each L2-normalised when ``normalize``, concatenated.
+    """
+    if pooling == "mean":
+        pooled_states = [config.num_hidden_layers]
+    elif pooling == "multi":
+        pooled_states = list(MULTI_POOLING_LAYERS)
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}")
     tables = ("embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
               "embeddings.token_type_embeddings.weight")
     w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()
@@ -53,6 +66,7 @@ def numpy_forward(weights: Mapping[str, np.ndarray], config: BertConfig, input_i
          + np.asarray(weights["embeddings.token_type_embeddings.weight"])[types].astype(np.float64)
          + np.asarray(weights["embeddings.position_embeddings.weight"])[:seq].astype(np.float64)[None, :, :])
     x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+    states = [x]
     bias = (1.0 - mask)[:, None, None, :] * -10000.0
 
     def split(t: np.ndarray) -> np.ndarray:  # [b, s, h] -> [b, heads, s, d]
@@ -70,10 +84,15 @@ def numpy_forward(weights: Mapping[str, np.ndarray], config: BertConfig, input_i
         inter = _gelu(dense(x, p + "intermediate.dense"))
         x = _layer_norm(dense(inter, p + "output.dense") + x, w[p + "output.LayerNorm.weight"],
                         w[p + "output.LayerNorm.bias"], eps)
+        states.append(x)
 
-    pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-    if normalize:
-        pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    parts = []
+    for state in pooled_states:
+        part = (states[state] * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        if normalize:
+            part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+        parts.append(part)
+    pooled = np.concatenate(parts, axis=1)
     if head is None:
         return pooled
     y = pooled
