@@ -188,7 +188,8 @@ class ScanJob:
     def _send(self, batch: ScanBatch) -> None:
         try:  # kombu retries the publish itself (task_publish_retry_policy) while Redis comes back
             if self._celery is None:
-                
+                from shield.celery_config import make_celery
+
                 self._celery = make_celery(self.settings, self.broker_url)
             self._celery.send_task(TASK_SCAN_BATCH, args=[batch.model_dump(mode="json")], queue=self.queue)
         except Exception as exc:  # kombu wraps Redis errors in its own types
