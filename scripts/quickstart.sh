@@ -8,7 +8,7 @@ if ! llm-shield models list >/dev/null 2>&1; then
   echo "quickstart: building the default models (about a minute)"
   llm-shield models build
 fi
-llm-shield scan samples/chat_logs.jsonl samples/app.log samples/prompts.csv --text-field text \
+llm-shield scan samples/chat_logs.jsonl samples/app.log --text-field message.content \
   --scanner prompt_injection --scanner toxicity --scanner secrets \
   -o out/samples.jsonl --overwrite --no-progress
 echo "quickstart: results in out/samples.jsonl; flagged rows:"
