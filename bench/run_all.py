@@ -121,13 +121,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 # -- machine ----------------------------------------------------------------------------------------------
 def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from bench_models import cpu_name  # one reading of /proc/cpuinfo for every benchmark
+
+    return cpu_name()
 
 
 def load_average() -> str:

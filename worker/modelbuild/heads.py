@@ -5,37 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def train_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iterations: int = 50) -> tuple[np.ndarray, float]:
-    """Binary logistic regression fitted by Newton's method (IRLS) with an L2 penalty and balanced classes.
-
-    Deterministic: no random initialisation, no data order dependence. Returns (weights, bias).
-    """
-    x = x.astype(np.float64)
-    n, d = x.shape
-    xb = np.hstack([x, np.ones((n, 1))])
-    pos = y.mean()
-    sample_w = np.where(y == 1, 0.5 / max(pos, 1e-9), 0.5 / max(1 - pos, 1e-9))  # balanced classes
-    w = np.zeros(d + 1)
-    reg = np.full(d + 1, l2 * n)
-    reg[-1] = 0.0  # no penalty on the bias
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(xb @ w)))
-        grad = xb.T @ (sample_w * (p - y)) + reg * w
-        hess = (xb * (sample_w * p * (1 - p))[:, None]).T @ xb + np.diag(reg)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w[:-1], float(w[-1])
-
-
-def binary_head(weights: np.ndarray, bias: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A 2-logit linear layer whose softmax equals sigmoid(w.x + b) for the second label."""
-    w = np.stack([-weights / 2, weights / 2]).astype(np.float32)
-    b = np.array([-bias / 2, bias / 2], dtype=np.float32)
-    return [(w, b)]
-
-
 def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     tp = int(((y_true == 1) & (y_pred == 1)).sum())
     fp = int(((y_true == 0) & (y_pred == 1)).sum())
@@ -119,13 +88,3 @@ def _mlp_gradients(params: list[np.ndarray], xb: np.ndarray, yb: np.ndarray, wei
     g_active[hidden <= 0] = 0
     return [xb.T @ g_active + weight_decay * w1, g_active.sum(axis=0),
             active.T @ g_logits + weight_decay * w2, g_logits.sum(axis=0)]
-
-
-def mlp_logits(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """Apply head layers (ReLU between them), as the ONNX graph does."""
-    out = x
-    for i, (w, b) in enumerate(layers):
-        out = out @ w.T + b
-        if i < len(layers) - 1:
-            out = np.maximum(out, 0)
-    return out
