@@ -29,10 +29,11 @@ EXIT_ERROR = 2
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+    # our own loggers at INFO (DEBUG with -v); libraries only warn (onnxruntime's quantizer logs every
+    # tensor at INFO on the root logger)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("botocore", "urllib3", "celery", "kombu", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("shield").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.callback()
