@@ -6,7 +6,6 @@ Both sides import this module and nothing heavier, so it must stay free of onnxr
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import lru_cache
 from typing import Any
 
@@ -193,15 +192,6 @@ class ServedModel(BaseModel):
     window: WindowConfig
     threshold: float
     labels: list[str]
-
-
-def dumps(model: BaseModel) -> str:
-    """Compact JSON for Redis and task payloads."""
-    return model.model_dump_json(exclude_defaults=False)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def ready_key(variant: Variant | str) -> str:
