@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import onnxruntime as ort  # noqa: E402
 
 from shield.config import Variant  # noqa: E402
+from shield.node import available_cpus, intra_op_threads  # noqa: E402
 from shield.settings import get_settings  # noqa: E402
 from worker.inference import InferenceEngine  # noqa: E402
 from worker.loader import ModelLoader  # noqa: E402
-from worker.session import available_cpus, default_intra_op_threads  # noqa: E402
 
 
 def texts(n: int) -> list[str]:
@@ -67,7 +67,7 @@ def main() -> None:
     loader = ModelLoader(settings)
     data = texts(n)
     print(f"machine: {available_cpus()} cpus ({cpu_name()}), onnxruntime {ort.__version__}, "
-          f"intra-op threads {default_intra_op_threads(settings)}, python {platform.python_version()}")
+          f"intra-op threads {intra_op_threads(settings)}, python {platform.python_version()}")
     print(f"{'variant':<8}{'batch':>6}{'texts/s':>10}")
     for variant in Variant:
         engine = InferenceEngine(loader.get(args.task, variant), settings.max_batch_tokens)
@@ -77,4 +77,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("SHIELD_METRICS_PORT", "0")
+    os.environ.setdefault("SHIELD_WORKER_CONCURRENCY", "1")  # one process: its threads use every core
     main()

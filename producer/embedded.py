@@ -20,6 +20,7 @@ from shield.config import Variant
 from shield.contract import queue_for, ready_key
 from shield.errors import ShieldError
 from shield.local_redis import LocalRedis, die_with_parent
+from shield.node import worker_processes
 from shield.settings import ShieldSettings
 
 log = logging.getLogger("shield.embedded")
@@ -34,7 +35,7 @@ class EmbeddedCluster:
     def __init__(self, settings: ShieldSettings, variant: Variant, processes: int | None = None) -> None:
         self.settings = settings
         self.variant = variant
-        self.processes = processes or settings.worker_concurrency
+        self.processes = processes or worker_processes(settings, [variant])
         self.redis: LocalRedis | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="shield-embedded-"))

@@ -292,7 +292,8 @@ class ScanJob:
             chunk = pending.popleft()
             for pos, record in enumerate(chunk.records):
                 result = chunk.results[pos]
-                # both parts are already validated models: construct without validating again
-                row = OutputRow.model_construct(id=record.id, source=record.source, **dict(result))
+                # both parts are already validated models: construct without validating again (and read the
+                # result's fields from __dict__: iterating a model costs several times more)
+                row = OutputRow.model_construct(id=record.id, source=record.source, **result.__dict__)
                 self.stats.add(row)
                 yield row

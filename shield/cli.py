@@ -16,6 +16,7 @@ import typer
 from shield.config import HybridMode, Variant
 from shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, QUEUES, Allowlist, ScanOptions
 from shield.errors import ConfigError, ShieldError
+from shield.node import worker_processes
 from shield.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -135,7 +136,8 @@ def models_add(
 @app.command()
 def worker(
     variant: Annotated[list[Variant], typer.Option("--variant", help="Variant queue(s) to consume")] = [Variant.int8],  # noqa: B006
-    concurrency: Annotated[Optional[int], typer.Option(help="Pool processes (default SHIELD_WORKER_CONCURRENCY)")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Pool processes (default SHIELD_WORKER_CONCURRENCY, "
+                                                             "else one per CPU; one for fp16)")] = None,
     broker: Annotated[Optional[str], typer.Option(envvar="SHIELD_REDIS_URL", help="Redis URL")] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",
     name: Annotated[Optional[str], typer.Option(help="Worker node name")] = None,
@@ -144,7 +146,7 @@ def worker(
     if not broker:
         raise ConfigError("no broker: pass --broker redis://HOST:PORT/0 or set SHIELD_REDIS_URL")
     settings = get_settings()
-    processes = concurrency or settings.worker_concurrency
+    processes = concurrency or worker_processes(settings, variant)
     os.environ["SHIELD_REDIS_URL"] = broker
     os.environ["SHIELD_WORKER_CONCURRENCY"] = str(processes)
     if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

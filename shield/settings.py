@@ -36,9 +36,11 @@ class ShieldSettings(BaseSettings):
     cache_ttl_seconds: int | None = None
 
     # Workers
-    worker_concurrency: int = Field(default=1, ge=1, description="Pool processes per worker node")
+    worker_concurrency: int | None = Field(default=None, ge=1, description="Pool processes per worker node; "
+                                           "default one per CPU (one for the GPU queue)")
     intra_op_threads: int | None = Field(default=None, ge=1, description="ORT threads per process")
-    max_batch_tokens: int = Field(default=16384, ge=256, description="Padded tokens per inference run")
+    max_batch_tokens: int | None = Field(default=None, ge=64, description="Padded tokens per inference run; "
+                                         "default 1024 on CPU, 16384 on CUDA")
     max_windows: int = Field(default=32, ge=1, description="Token windows scored per text before truncating")
     window_stride: int = Field(default=32, ge=0, description="Tokens shared by consecutive windows")
     task_soft_time_limit: int = 240

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BENCHMARKS = (
     "1. limit: raw onnxruntime",
     "2. peer: one text at a time",
-    "3. system e2e (1 worker process)",
+    "3. system e2e, default pool",
     "4. cached rescan",
     "5. producer memory",
     "6. redis memory per cached entry",

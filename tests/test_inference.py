@@ -141,12 +141,29 @@ def test_fp16_falls_back_to_cpu_with_a_warning(model_settings: ShieldSettings, c
 
 
 def test_intra_op_threads_follow_the_node_share(model_settings: ShieldSettings) -> None:
-    from worker.session import available_cpus, default_intra_op_threads
+    from shield.node import available_cpus, intra_op_threads, worker_processes
 
-    two = model_settings.model_copy(update={"worker_concurrency": 2})
-    assert default_intra_op_threads(two) == max(1, available_cpus() // 2)
+    auto = model_settings.model_copy(update={"worker_concurrency": None, "intra_op_threads": None})
+    assert worker_processes(auto, [Variant.int8]) == available_cpus()  # one process per CPU...
+    assert intra_op_threads(auto) == 1  # ...with one thread each
+    assert worker_processes(auto, [Variant.fp16, Variant.int8]) == 1  # a GPU pool: one process per GPU
+    one = model_settings.model_copy(update={"worker_concurrency": 1, "intra_op_threads": None})
+    assert worker_processes(one, [Variant.int8]) == 1 and intra_op_threads(one) == available_cpus()
+    two = model_settings.model_copy(update={"worker_concurrency": 2, "intra_op_threads": None})
+    assert intra_op_threads(two) == max(1, available_cpus() // 2)
     fixed = model_settings.model_copy(update={"intra_op_threads": 3})
-    assert default_intra_op_threads(fixed) == 3
+    assert intra_op_threads(fixed) == 3
+
+
+def test_run_size_defaults_to_the_provider(model_settings: ShieldSettings) -> None:
+    from worker.inference import CPU_BATCH_TOKENS
+
+    model = ModelLoader(model_settings).get("prompt_injection", "int8")
+    assert InferenceEngine(model).max_batch_tokens == CPU_BATCH_TOKENS  # small runs stay in the CPU's cache
+    assert InferenceEngine(model, 4096).max_batch_tokens == 4096
+    windows = model.tokenizer.encode([f"request {i} completed in {i} ms" for i in range(300)]).windows
+    assert all(len(b) * max(len(windows[i].ids) for i in b) <= CPU_BATCH_TOKENS
+               for b in plan_batches(windows, CPU_BATCH_TOKENS))
 
 
 def test_model_altered_on_disk_is_refused_at_load(model_settings: ShieldSettings, tmp_path: Path) -> None:

@@ -18,6 +18,11 @@ MAX_BATCH_WINDOWS = 256
 BUCKET_GROWTH = 1.5
 #: ...but not before it has this many windows (tiny runs waste more than the padding they save).
 MIN_BUCKET_WINDOWS = 8
+#: Padded tokens per run when SHIELD_MAX_BATCH_TOKENS is not set. On CPU, runs of ~1k tokens keep the
+#: activations in cache: 1.25x the texts/s of 16k-token runs on short lines (README "Benchmarks"); a GPU
+#: wants big runs.
+CPU_BATCH_TOKENS = 1024
+GPU_BATCH_TOKENS = 16384
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -52,9 +57,10 @@ def plan_batches(windows: Sequence[Window], max_batch_tokens: int, max_windows: 
 class InferenceEngine:
     """Scores texts with one loaded model; long texts are scored window by window and the max decides."""
 
-    def __init__(self, model: LoadedModel, max_batch_tokens: int = 16384) -> None:
+    def __init__(self, model: LoadedModel, max_batch_tokens: int | None = None) -> None:
         self.model = model
-        self.max_batch_tokens = max_batch_tokens
+        on_gpu = "CUDAExecutionProvider" in model.providers
+        self.max_batch_tokens = max_batch_tokens or (GPU_BATCH_TOKENS if on_gpu else CPU_BATCH_TOKENS)
         self.metrics = InferenceMetrics()
         entry = model.entry
         self._risk = np.array([entry.labels.index(label) for label in entry.risk_labels])

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 from shield.config import Variant
 from shield.errors import ChecksumMismatchError, ModelUnavailableError
+from shield.node import intra_op_threads
 from shield.settings import ShieldSettings
 
 log = logging.getLogger("shield.worker.session")
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity and cgroup-aware where the OS tells us)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
-def default_intra_op_threads(settings: ShieldSettings) -> int:
-    """The cores of the node divided among its worker processes, at least one."""
-    if settings.intra_op_threads:
-        return settings.intra_op_threads
-    return max(1, available_cpus() // settings.worker_concurrency)
 
 
 def providers_for(variant: Variant) -> list[str]:
@@ -60,10 +45,11 @@ def create_session(model_bytes: bytes, variant: Variant, settings: ShieldSetting
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = default_intra_op_threads(settings)
+    threads = intra_op_threads(settings)
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if settings.worker_concurrency > 1:
+    if threads > 1 and settings.worker_concurrency != 1:
         # spinning threads steal cores from sibling processes sharing the node
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3

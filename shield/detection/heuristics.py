@@ -74,12 +74,21 @@ PROMPT_INJECTION_KEYWORDS = (
 SECRET_KEYWORDS = ("akia", "asia", "sk-", "gh", "xox", "-----begin", "eyj", "pass", "secret", "api")
 TOXICITY_KEYWORDS = ("kill", "hurt", "destroy", "find you", "idiot", "moron", "stupid", "worthless", "pathetic",
                      "loser", "imbecile", "fuck", "screw")
-_LETTER_SPACED = re.compile(r"(?:\b\w ){4,}\w\b")
+_LETTER_SPACED = re.compile(r"(?<!\w)\w(?: \w){4,}(?!\w)")  # 5+ single letters apart: "i g n o r e"
 
 
-def _mentions(keywords: tuple[str, ...], text: str) -> bool:
-    low = text.lower()
-    return any(k in low for k in keywords)
+def _any_of(keywords: tuple[str, ...]) -> re.Pattern[str]:
+    """One alternation for a keyword set: a single scan of the text instead of one per keyword."""
+    return re.compile("|".join(re.escape(k) for k in keywords))
+
+
+_PROMPT_INJECTION_WORDS = _any_of(PROMPT_INJECTION_KEYWORDS)
+_SECRET_WORDS = _any_of(SECRET_KEYWORDS)
+_TOXICITY_WORDS = _any_of(TOXICITY_KEYWORDS)
+
+
+def _mentions(words: re.Pattern[str], text: str) -> bool:
+    return words.search(text.lower()) is not None
 
 
 def _match(rules: tuple[Rule, ...], text: str) -> HeuristicVerdict:
@@ -103,10 +112,10 @@ def _normalized(text: str) -> str:
 
 def prompt_injection(text: str) -> HeuristicVerdict:
     norm = _normalized(text)
-    verdict = _match(PROMPT_INJECTION_RULES, norm) if _mentions(PROMPT_INJECTION_KEYWORDS, norm) else HeuristicVerdict()
+    verdict = _match(PROMPT_INJECTION_RULES, norm) if _mentions(_PROMPT_INJECTION_WORDS, norm) else HeuristicVerdict()
     if verdict.score == 0.0 and _LETTER_SPACED.search(norm):
         despaced = _despaced(norm)
-        if _mentions(PROMPT_INJECTION_KEYWORDS, despaced):
+        if _mentions(_PROMPT_INJECTION_WORDS, despaced):
             spaced = _match(PROMPT_INJECTION_RULES, despaced)
             if spaced.score:
                 return HeuristicVerdict(spaced.score, [*spaced.rules, "letter_spacing"])
@@ -122,12 +131,12 @@ def invisible_text(text: str) -> HeuristicVerdict:
 
 
 def secrets(text: str) -> HeuristicVerdict:
-    return _match(SECRET_RULES, text) if _mentions(SECRET_KEYWORDS, text) else HeuristicVerdict()
+    return _match(SECRET_RULES, text) if _mentions(_SECRET_WORDS, text) else HeuristicVerdict()
 
 
 def toxicity(text: str) -> HeuristicVerdict:
     norm = _normalized(text)
-    return _match(TOXICITY_RULES, norm) if _mentions(TOXICITY_KEYWORDS, norm) else HeuristicVerdict()
+    return _match(TOXICITY_RULES, norm) if _mentions(_TOXICITY_WORDS, norm) else HeuristicVerdict()
 
 
 def sentiment(text: str) -> HeuristicVerdict:
