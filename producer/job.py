@@ -12,6 +12,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -32,6 +33,9 @@ from shield.contract import (
 from shield.detection.decide import TextPlan, assemble, plan_text
 from shield.errors import BrokerUnavailableError
 from shield.settings import ShieldSettings, redact_url
+
+if TYPE_CHECKING:
+    from producer.readers import InputRecord
 
 log = logging.getLogger("shield.producer")
 
@@ -55,7 +59,7 @@ class JobStats:
     started: float = field(default_factory=time.monotonic)
     arms: dict[str, list[int]] = field(default_factory=dict)  # arm -> [rows, flagged]
 
-    def add(self, row: OutputRow) -> None:
+    def add(self, row: TextResult) -> None:
         self.rows_out += 1
         if row.error:
             self.errors += 1
@@ -130,6 +134,12 @@ class ScanJob:
     # -- public ---------------------------------------------------------------------------------
     def run(self, records: Iterable) -> Iterator[OutputRow]:
         """Result rows in the order of `records`, one per record."""
+        for record, result in self.results(records):
+            yield OutputRow(id=record.id, source=record.source, **result.__dict__)
+
+    def results(self, records: Iterable) -> Iterator[tuple[InputRecord, TextResult]]:
+        """(record, result) pairs in the order of `records`: what `run` yields, before the two are made into
+        one OutputRow (the CLI's writer serializes the pair directly)."""
         pending: deque[Chunk] = deque()
         outstanding: dict[int, Chunk] = {}
         try:
@@ -287,13 +297,10 @@ class ScanJob:
                     for _ in chunk.sent])
                 del outstanding[index]
 
-    def _drain(self, pending: deque[Chunk]) -> Iterator[OutputRow]:
+    def _drain(self, pending: deque[Chunk]) -> Iterator[tuple[InputRecord, TextResult]]:
         while pending and pending[0].done:
             chunk = pending.popleft()
             for pos, record in enumerate(chunk.records):
                 result = chunk.results[pos]
-                # both parts are already validated models: construct without validating again (and read the
-                # result's fields from __dict__: iterating a model costs several times more)
-                row = OutputRow.model_construct(id=record.id, source=record.source, **result.__dict__)
-                self.stats.add(row)
-                yield row
+                self.stats.add(result)
+                yield record, result

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from shield.contract import OutputRow
+from pydantic_core import to_json
+
+from shield.contract import OutputRow, TextResult
 from shield.errors import InputError
 
 FSYNC_EVERY_ROWS = 10_000
@@ -57,6 +59,14 @@ class ResultWriter:
 
     def write(self, row: OutputRow) -> None:
         self._out.write(row.model_dump_json() + "\n")
+        self._since_sync += 1
+
+    def write_result(self, record_id: str, source: dict, result: TextResult) -> None:
+        """The line `write` would write for OutputRow(id, source, **result), without building the row: its
+        JSON is spliced from the parts (byte for byte the same; a cached rescan spends half the time here)."""
+        # inf_nan_mode and bytes_mode as a model's JSON has them (a JSONL source may hold NaN or Infinity)
+        head = (b'{"id":' + to_json(record_id) + b',"source":' + to_json(source, inf_nan_mode="null") + b",")
+        self._out.write((head + result.__pydantic_serializer__.to_json(result)[1:]).decode() + "\n")
         self._since_sync += 1
 
     def flush(self) -> None:

@@ -123,8 +123,8 @@ def run_scan(request: ScanRequest, settings: ShieldSettings) -> JobStats:
         progress = Progress(job.stats, request.progress, writer.skip)
         stack.callback(progress.close)
         batch = job.batch_size
-        for n, row in enumerate(job.run(records), 1):
-            writer.write(row)
+        for n, (record, result) in enumerate(job.results(records), 1):
+            writer.write_result(record.id, record.source, result)
             if n % batch == 0:
                 writer.flush()
                 progress.update(batch)

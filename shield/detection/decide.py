@@ -82,9 +82,8 @@ def plan_text(text: str, options: ScanOptions) -> TextPlan:
 
 def _heuristic_result(verdict: HeuristicVerdict, method: DetectionMethod, threshold: float) -> ScannerResult:
     flagged = verdict.score >= threshold
-    return ScannerResult.model_construct(label="FLAGGED" if flagged else "CLEAN", score=verdict.score,
-                                         valid=not flagged, method=method, threshold=threshold,
-                                         heuristics=verdict.rules)
+    return ScannerResult(label="FLAGGED" if flagged else "CLEAN", score=verdict.score, valid=not flagged,
+                         method=method, threshold=threshold, heuristics=verdict.rules)
 
 
 def decide_scanner(
@@ -115,9 +114,9 @@ def decide_scanner(
                              windows=ml.windows, truncated=ml.truncated, threshold=ml_threshold,
                              heuristics=verdict.rules)
     flagged = ml.score >= ml_threshold
-    return ScannerResult.model_construct(label=ml.label, score=ml.score, valid=not flagged, method=DetectionMethod.ml,
-                                         windows=ml.windows, truncated=ml.truncated, threshold=ml_threshold,
-                                         heuristics=verdict.rules)
+    return ScannerResult(label=ml.label, score=ml.score, valid=not flagged, method=DetectionMethod.ml,
+                         windows=ml.windows, truncated=ml.truncated, threshold=ml_threshold,
+                         heuristics=verdict.rules)
 
 
 class ScannerFailed(Exception):
@@ -149,7 +148,5 @@ def assemble(
     flagged = [r for r in scanners.values() if not r.valid]
     scored = [r.score for r in scanners.values() if r.allowlisted is None]
     models = {n: served[n].model for n in ml_scores if n in served}
-    # every value above was built and typed here: construct without validating it again (the hot path of
-    # cached rescans)
-    return TextResult.model_construct(valid=not flagged, risk_score=round(max(scored, default=0.0), 6),
-                                      scanners=scanners, model=models, cached=cached, arm=plan.arm, error=None)
+    return TextResult(valid=not flagged, risk_score=round(max(scored, default=0.0), 6), scanners=scanners,
+                      model=models, cached=cached, arm=plan.arm)
