@@ -7,20 +7,46 @@ for the CPU queues. A GPU pool runs one process per GPU.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from shield.config import Variant
 from shield.settings import ShieldSettings
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity and cpuset aware; CPU quotas are not visible here, so set
-    SHIELD_WORKER_CONCURRENCY to the pod's CPU limit in a container)."""
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """CPUs the container's CPU quota allows (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), rounded up;
+    None when there is no quota."""
     try:
-        return len(os.sched_getaffinity(0))
+        fields = (root / "cpu.max").read_text().split()  # "max 100000" or "<quota> <period>"
+    except OSError:
+        fields = []
+    if fields:
+        if fields[0] == "max":
+            return None
+        try:
+            return max(1, math.ceil(int(fields[0]) / int(fields[1] if len(fields) > 1 else 100_000)))
+        except ValueError:
+            return None
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by the container's CPU quota (onnxruntime and
+    os.cpu_count() see the host's cores; SHIELD_WORKER_CONCURRENCY overrides all of it)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return min(cpus, limit) if limit else cpus
 
 
 def worker_processes(settings: ShieldSettings, variants: Iterable[Variant]) -> int:

@@ -195,3 +195,20 @@ def test_short_and_long_windows_run_in_separate_buckets() -> None:
     batches = plan_batches(windows, max_batch_tokens=1_000_000)
     widths = [{len(windows[i].ids) for i in b} for b in batches]
     assert widths == [{10}, {200}]  # a single run would pad twenty 10-token windows to 200
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu.max": "250000 100000\n"}, 3),  # 2.5 CPUs of quota: 3 processes, the last one part-time
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_container_cpu_quota_caps_the_cores(tmp_path: Path, files: dict[str, str], expected: int | None) -> None:
+    from shield.node import cgroup_cpu_limit
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_limit(tmp_path) == expected
