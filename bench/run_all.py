@@ -31,7 +31,6 @@ import platform
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -461,17 +460,9 @@ class Workers:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        from shield.local_redis import stop_group
+
+        stop_group(self.proc, 30)
         self._log.close()
 
     def __enter__(self) -> "Workers":

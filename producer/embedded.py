@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import redis
 from shield.config import Variant
 from shield.contract import queue_for, ready_key
 from shield.errors import ShieldError
-from shield.local_redis import LocalRedis, die_with_parent
+from shield.local_redis import LocalRedis, die_with_parent, stop_group
 from shield.node import worker_processes
 from shield.settings import ShieldSettings
 
@@ -90,18 +89,8 @@ class EmbeddedCluster:
 
     def close(self) -> None:
         """Warm-shut the workers (SIGTERM), kill what remains, stop Redis, remove the folder."""
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            try:
-                self.worker.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.worker.pid, signal.SIGKILL)
-                self.worker.wait(timeout=10)
         if self.worker is not None:
-            try:  # pool children left behind by a killed parent
-                os.killpg(self.worker.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            stop_group(self.worker, STOP_TIMEOUT)
             self._log.close()
         self.worker = None
         if self.redis is not None:

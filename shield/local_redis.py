@@ -1,9 +1,11 @@
-"""A private redis-server for the embedded default and for tests: find the binary, start it, stop it."""
+"""A private redis-server for the embedded default and for tests: find the binary, start it, stop it; and the
+helpers that tie child processes' lives to ours."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -31,6 +33,23 @@ def die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: nothing to arm
         pass
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:  # type: ignore[type-arg]
+    """Stop a process started with start_new_session=True: SIGTERM its group (a Celery worker shuts down
+    warm), wait up to `grace` seconds, then SIGKILL what is left of the group (pool children a killed parent
+    left behind) and reap the leader."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(grace)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(10)
 
 
 def find_redis_server() -> str:

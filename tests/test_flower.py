@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import redis
 from shield.celery_config import make_celery
 from shield.config import HybridMode, Variant
 from shield.contract import TASK_SCAN_BATCH, BatchOutcome, ScanBatch, ScanOptions, job_results_key, queue_for
+from shield.local_redis import stop_group
 from shield.settings import ShieldSettings
 from tests.conftest import free_port
 from tests.workers import WorkerProcess
@@ -118,13 +118,7 @@ def flower(redis_url: str, model_env: dict[str, str], tmp_path: Path) -> Iterato
             time.sleep(0.2)
         yield server
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_group(proc, 15)
 
 
 def wait_for(what: str, check, timeout: float = 60.0, flower: Flower | None = None):  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import redis
 
 from shield.contract import queue_for, ready_key
+from shield.local_redis import stop_group
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,15 +55,5 @@ class WorkerProcess:
         return [int(p) for p in out.split()]
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        stop_group(self.proc, timeout)
         self._log.close()
