@@ -119,6 +119,7 @@ class ScanJob:
                                           health_check_interval=30)
         self.stats = JobStats()
         self._check_broker(broker_url)
+        self._run_id = self._server_run_id()
         self.served = self._served_models()
 
     def _check_broker(self, url: str) -> None:
@@ -126,6 +127,13 @@ class ScanJob:
             self.redis.ping()
         except redis.RedisError as exc:
             raise BrokerUnavailableError(f"cannot reach the broker at {redact_url(url)}: {exc}") from None
+
+    def _server_run_id(self) -> str | None:
+        """The broker's run id, new at every Redis start (None where INFO is not allowed)."""
+        try:
+            return self.redis.info("server").get("run_id")
+        except redis.ResponseError:
+            return None
 
     def _served_models(self) -> dict[str, ServedModel]:
         raw = self.redis.hgetall(served_models_key(self.options.variant))
@@ -227,12 +235,25 @@ class ScanJob:
                 lost = True
                 time.sleep(1.0)
         if lost:
-            log.warning("broker is back; sending %d outstanding batch(es) again", len(outstanding))
-            for chunk in outstanding.values():
-                if chunk.batch is not None:
-                    self._send(chunk.batch)
-                    chunk.sent_at = time.monotonic()
+            self._resend(outstanding, "broker is back")
         return result
+
+    def _check_restart(self, outstanding: dict[int, Chunk]) -> None:
+        """Catch a broker restart that happened between our commands: redis-py reconnects without a word, but
+        the batch a worker held unacknowledged would only come back after the visibility timeout."""
+        if self._run_id is not None and self._redis_call(self._server_run_id, outstanding) != self._run_id:
+            self._resend(outstanding, "the broker restarted")
+
+    def _resend(self, outstanding: dict[int, Chunk], why: str) -> None:
+        log.warning("%s; sending %d outstanding batch(es) again", why, len(outstanding))
+        for chunk in outstanding.values():
+            if chunk.batch is not None:
+                self._send(chunk.batch)
+                chunk.sent_at = time.monotonic()
+        try:
+            self._run_id = self._server_run_id()
+        except redis.RedisError:
+            pass  # down again: the next call notices
 
     def _answer_locally(self, texts: dict[str, TextPlan]) -> dict[str, TextResult]:
         """Results for texts whose needed model scores are all cached (or that need no model at all)."""
@@ -268,7 +289,8 @@ class ScanJob:
             else:
                 raw = self._redis_call(lambda: self.redis.lpop(key), outstanding)
             if raw is None:
-                if block:
+                if block:  # a quiet second: is the broker the one we sent to?
+                    self._check_restart(outstanding)
                     self._check_deadlines(outstanding)
                     continue
                 return

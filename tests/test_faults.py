@@ -95,6 +95,33 @@ def test_worker_sigterm_is_a_warm_shutdown_and_nothing_is_lost(redis_url: str, m
         second.stop()
 
 
+def test_a_restart_between_commands_still_resends_outstanding_batches(tmp_path: Path) -> None:
+    """redis-py reconnects silently when Redis restarted while the producer was busy elsewhere; a batch a
+    worker held would then wait for the visibility timeout (an hour) unless the producer notices."""
+    from producer.job import Chunk, ScanJob
+    from shield.contract import ScanBatch, ScanOptions, queue_for
+    from shield.settings import ShieldSettings
+
+    server = LocalRedis.start(tmp_path / "redis", appendonly=True, port=free_port())
+    try:
+        options = ScanOptions()
+        job = ScanJob(server.url, options, ShieldSettings())
+        chunk = Chunk(0, records=[], sent=["hello"], sent_at=time.monotonic(),
+                      batch=ScanBatch(job_id=job.job_id, batch_index=0, options=options, texts=["hello"]))
+        outstanding = {0: chunk}
+        job._check_restart(outstanding)
+        queue = queue_for(options.variant)
+        assert job.redis.llen(queue) == 0  # same server: nothing sent
+        server.restart()
+        job.redis.ping()  # the client reconnects without raising: the restart went unseen
+        job._check_restart(outstanding)
+        assert job.redis.llen(queue) == 1  # the outstanding batch is queued again
+        job._check_restart(outstanding)
+        assert job.redis.llen(queue) == 1  # once
+    finally:
+        server.stop()
+
+
 def test_redis_restart_mid_job(model_env: dict[str, str], tmp_path: Path) -> None:
     n = 1500
     server = LocalRedis.start(tmp_path / "redis", appendonly=True, port=free_port())
