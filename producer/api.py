@@ -32,9 +32,14 @@ class Scanner:
                  mode: HybridMode | str = HybridMode.hybrid, thresholds: Mapping[str, float] | None = None,
                  broker: str | None = None, batch_size: int | None = None,
                  settings: ShieldSettings | None = None, **options: Any) -> None:
+        from shield.thresholds import calibrated_thresholds
+
         self.settings = settings or get_settings()
-        self.options = ScanOptions(scanners=tuple(scanners), variant=Variant(variant), mode=HybridMode(mode),
-                                   thresholds=dict(thresholds or {}), **options)
+        scanners = tuple(scanners)
+        if thresholds is None:  # `llm-shield models calibrate` results, when there are any for these models
+            thresholds = calibrated_thresholds(self.settings, Variant(variant), scanners)
+        self.options = ScanOptions(scanners=scanners, variant=Variant(variant), mode=HybridMode(mode),
+                                   thresholds=dict(thresholds), **options)
         self.broker = broker or self.settings.redis_url_value()
         self.batch_size = batch_size
         self._stack = ExitStack()

@@ -209,15 +209,139 @@ def scan(
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"--allow-regex {pattern!r}: {exc}") from None
+    from shield.thresholds import calibrated_thresholds
+
+    settings = get_settings()
     options = ScanOptions(scanners=scanners, variant=variant, mode=mode,
-                          thresholds=_parse_thresholds(threshold or []),
+                          thresholds={**calibrated_thresholds(settings, variant, scanners),
+                                      **_parse_thresholds(threshold or [])},
                           allowlist=Allowlist(exact=allow or [], patterns=allow_regex or []),
                           ml_rollout_percent=ml_percent, fallback_to_heuristic=not no_fallback)
     request = ScanRequest(inputs=inputs, output=output, options=options, broker=broker, resume=resume,
                           overwrite=overwrite, batch_size=batch_size, progress=progress,
                           read=ReadOptions(fmt=fmt, text_field=text_field, id_field=id_field))
-    stats = run_scan(request, get_settings())
+    stats = run_scan(request, settings)
     typer.echo(format_summary(stats), err=True)
+
+
+# -- quality --------------------------------------------------------------------------------------
+@models_app.command("train")
+def models_train(
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Tasks to train (default: those with "
+                                                      "data/<task>/train.jsonl.gz)")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Folder with <task>/train.jsonl.gz and val.jsonl.gz")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training windows")] = 2,
+    target_fpr: Annotated[float, typer.Option(min=0.0, max=0.5, help="False-positive rate per benign text that "
+                                              "the default threshold is chosen for")] = 0.01,
+    out: Annotated[Optional[Path], typer.Option(help="Artifact path (default: worker/modelbuild/trained/<task>"
+                                                ".safetensors)")] = None,
+) -> None:
+    """Fine-tune the top encoder layers for a scanner (needs the `train` extra: PyTorch) and calibrate its
+    threshold; `llm-shield models build` then builds the ONNX models from the result."""
+    from worker.modelbuild.build import default_data_dir
+    from worker.modelbuild.finetune import TrainSettings
+    from worker.modelbuild.train import train_task
+
+    data = data or default_data_dir()
+    tasks = task or [t for t in ML_SCANNERS if (data / t / "train.jsonl.gz").exists()]
+    if not tasks:
+        raise ConfigError(f"no training data under {data} (expected <task>/train.jsonl.gz)")
+    if out is not None and len(tasks) > 1:
+        raise ConfigError("--out names one file: train one --task at a time with it")
+    for name in tasks:
+        meta = train_task(name, data, out, settings=TrainSettings(epochs=epochs), target_fpr=target_fpr)
+        typer.echo(f"{name}: threshold {meta['threshold']:.6f} for {100 * target_fpr:g}% FPR; validation FPR "
+                   f"{100 * meta['val_fpr']:.2f}%, recall {100 * (meta['val_recall'] or 0):.1f}%; window penalty "
+                   f"{meta['window_penalty']}")
+
+
+@models_app.command("calibrate")
+def models_calibrate(
+    benign: Annotated[list[str], typer.Argument(help="Samples of your benign traffic (any input `scan` reads)")],
+    attacks: Annotated[Optional[list[str]], typer.Option("--attacks", help="Known attacks / risky texts, to "
+                                                         "measure recall (repeatable)")] = None,
+    scanner: Annotated[Optional[list[str]], typer.Option("--scanner", "-s", help="ML scanners to calibrate "
+                                                         "(default prompt_injection)")] = None,
+    target_fpr: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of benign texts that may be "
+                                              "flagged")] = 0.01,
+    variant: Annotated[Variant, typer.Option(help="Model variant to calibrate")] = Variant.int8,
+    text_field: Annotated[str, typer.Option(help="JSONL/Parquet field (dotted path) or CSV column")] = "text",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="jsonl, csv, text or parquet")] = None,
+    broker: Annotated[Optional[str], typer.Option(help="Redis URL of a cluster (default SHIELD_REDIS_URL)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the trade-off, write nothing")] = False,
+) -> None:
+    """Choose thresholds on your own traffic: prints threshold -> false-positive rate -> recall and writes the
+    thresholds later scans use (SHIELD_THRESHOLDS_FILE, default <home>/thresholds.json)."""
+    from producer.quality import (check_ml_scanners, format_tradeoff, ml_scores, read_texts, scan_texts,
+                                  tradeoff_rows)
+    from shield.calibration import rate, threshold_for_fpr
+    from shield.thresholds import CalibratedThreshold, load_thresholds, save_thresholds
+
+    settings = get_settings()
+    scanners = tuple(scanner or ("prompt_injection",))
+    check_ml_scanners(scanners)
+    benign_texts = read_texts(benign, text_field, fmt, settings)
+    attack_texts = read_texts(attacks, text_field, fmt, settings) if attacks else []
+    if len(benign_texts) < 100:
+        raise ConfigError(f"only {len(benign_texts)} benign texts: calibrating needs at least 100 "
+                          "(a few thousand for a 1% target)")
+    results = scan_texts(benign_texts + attack_texts, scanners, variant, HybridMode.ml_only, settings, broker)
+    ours, theirs = results[:len(benign_texts)], results[len(benign_texts):]
+    path = settings.thresholds_location
+    data = load_thresholds(path)
+    for name in scanners:
+        b, a = ml_scores(ours, name), ml_scores(theirs, name) if attack_texts else None
+        if len(b) == 0:
+            raise ConfigError(f"{name}: the model scored none of the benign texts (is its model available?)")
+        typer.echo(format_tradeoff(name, tradeoff_rows(b, a, target_fpr)))
+        t = threshold_for_fpr(b, target_fpr)
+        model = next(r.model[name] for r in results if name in r.model)
+        data.variants.setdefault(variant, {})[name] = CalibratedThreshold(
+            threshold=min(t, 1.0), model_id=model.id, model_sha256=model.sha256, target_fpr=target_fpr,
+            fpr=rate(b, t), recall=None if a is None or not len(a) else rate(a, t), benign_texts=len(b),
+            attack_texts=0 if a is None else len(a))
+    if dry_run:
+        typer.echo("dry run: nothing written")
+        return
+    save_thresholds(data, path)
+    typer.echo(f"wrote {path}: later scans on {variant.value} use "
+               + ", ".join(f"{n}={data.variants[variant][n].threshold:.6f}" for n in scanners))
+
+
+@app.command("eval")
+def eval_command(
+    files: Annotated[list[Path], typer.Argument(help="Labelled JSONL or CSV files (.gz too)")],
+    scanner: Annotated[str, typer.Option("--scanner", "-s", help="Scanner to evaluate")] = "prompt_injection",
+    variant: Annotated[Variant, typer.Option(help="Model variant")] = Variant.int8,
+    mode: Annotated[HybridMode, typer.Option(help="How heuristics and models decide")] = HybridMode.hybrid,
+    threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="SCANNER=VALUE, repeatable")] = None,
+    text_field: Annotated[str, typer.Option(help="Field or column with the text")] = "text",
+    label_field: Annotated[str, typer.Option(help="Field or column with the label")] = "label",
+    kind_field: Annotated[str, typer.Option(help="Field or column to break results down by")] = "kind",
+    positive: Annotated[Optional[list[str]], typer.Option("--positive", help="Label values that mean risky "
+                                                          "(default: INJECTION, TOXIC, NEGATIVE, 1, true, ...)")] = None,
+    broker: Annotated[Optional[str], typer.Option(help="Redis URL of a cluster (default SHIELD_REDIS_URL)")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here")] = None,
+) -> None:
+    """Score a labelled file and print precision, recall, F1 and false-positive rate, overall, per kind and per
+    length."""
+    import json
+
+    from producer.quality import DEFAULT_POSITIVE, evaluate, format_report, read_labelled, scan_texts
+    from shield.thresholds import calibrated_thresholds
+
+    if scanner not in ML_SCANNERS + HEURISTIC_SCANNERS:
+        raise ConfigError(f"unknown scanner {scanner!r}; choose from {list(ML_SCANNERS + HEURISTIC_SCANNERS)}")
+    settings = get_settings()
+    rows = read_labelled(files, text_field, label_field, kind_field, positive or DEFAULT_POSITIVE)
+    thresholds = {**calibrated_thresholds(settings, variant, (scanner,)), **_parse_thresholds(threshold or [])}
+    results = scan_texts([r.text for r in rows], (scanner,), variant, mode, settings, broker, thresholds)
+    report = evaluate(rows, results, scanner)
+    typer.echo(format_report(report))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"files": [str(f) for f in files], "variant": variant.value,
+                                        "mode": mode.value, **report.as_dict()}, indent=2) + "\n")
 
 
 # -- cache ----------------------------------------------------------------------------------------

@@ -59,13 +59,15 @@ class WindowConfig(BaseModel):
     max_length: int
     stride: int
     max_windows: int
+    window_penalty: float = 0.0
 
 
 class MLScore(BaseModel):
     """A model's raw verdict on one text: what the result cache stores."""
 
     label: str
-    score: float = Field(description="Probability of the risk label(s), max over windows")
+    score: float = Field(description="Probability of the risk label(s) of the riskiest window, adjusted for the "
+                                     "number of windows (see CatalogEntry.window_penalty)")
     windows: int
     truncated: bool
 
@@ -152,12 +154,18 @@ def _tagged(tag: str, value: str) -> bytes:
     return tag.encode() + b":" + str(len(data)).encode() + b":" + data + b";"
 
 
+def _window_tag(window: WindowConfig) -> str:
+    tag = f"{window.max_length}/{window.stride}/{window.max_windows}"
+    # models without aggregation keep the keys they always had
+    return tag if not window.window_penalty else f"{tag}/penalty={window.window_penalty!r}"
+
+
 @lru_cache(maxsize=256)
 def _key_prefix(scanner: str, model: ModelRef, window: WindowConfig) -> "hashlib._Hash":
     h = hashlib.sha256()
     for tag, value in (("schema", str(CACHE_SCHEMA_VERSION)), ("scanner", scanner), ("model", model.sha256),
                        ("variant", model.variant.value),
-                       ("window", f"{window.max_length}/{window.stride}/{window.max_windows}")):
+                       ("window", _window_tag(window))):
         h.update(_tagged(tag, value))
     return h
 

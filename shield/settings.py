@@ -25,6 +25,8 @@ class ShieldSettings(BaseSettings):
     # Models
     home: Path = Field(default=DEFAULT_HOME, description="Cache folder: downloaded models, built models, catalog")
     catalog: str | None = Field(default=None, description="Catalog path or URL; default <home>/catalog.json")
+    thresholds_file: Path | None = Field(default=None, description="Thresholds written by `llm-shield models "
+                                         "calibrate`; default <home>/thresholds.json")
     offline: bool = Field(default=False, description="Never touch the network; use verified local copies only")
     file_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Folders file:// sources may read from")
 
@@ -66,6 +68,10 @@ class ShieldSettings(BaseSettings):
     @property
     def catalog_location(self) -> str:
         return self.catalog or str(self.home / "catalog.json")
+
+    @property
+    def thresholds_location(self) -> Path:
+        return self.thresholds_file or self.home / "thresholds.json"
 
     def cache_settings(self) -> CacheSettings:
         base = CacheSettings.preset(self.cache_preset)

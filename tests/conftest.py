@@ -95,7 +95,8 @@ def _build_fingerprint() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    sources = sorted((REPO / "worker" / "modelbuild").glob("*.py")) + sorted((REPO / "data").glob("*/t*.jsonl"))
+    sources = (sorted((REPO / "worker" / "modelbuild").glob("*.py")) + sorted((REPO / "data").glob("*/t*.jsonl"))
+               + sorted((REPO / "worker" / "modelbuild" / "trained").glob("*.safetensors")))
     for path in sources:
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()

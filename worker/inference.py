@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -35,6 +36,20 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def window_adjusted(best_risk: float, windows: int, penalty: float) -> float:
+    """A text's risk from its riskiest window: logit(best_risk) - penalty * ln(windows), back to a probability.
+
+    With penalty 0 this is the plain max over windows. A benign text of n windows has n chances to score high;
+    when benign window logits have an exponential upper tail of scale `penalty` (what the build fits on
+    validation data), subtracting penalty * ln(n) gives every length the same false-positive rate.
+    """
+    if penalty <= 0.0 or windows <= 1:
+        return best_risk
+    p = min(max(best_risk, 1e-12), 1.0 - 1e-12)
+    logit = math.log(p / (1.0 - p)) - penalty * math.log(windows)
+    return 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+
+
 def plan_batches(windows: Sequence[Window], max_batch_tokens: int, max_windows: int = MAX_BATCH_WINDOWS) -> list[list[int]]:
     """Window indices grouped into runs: sorted by length and bucketed so padding is small, each run within
     the budget of padded tokens (rows x longest row) and of `max_windows` rows."""
@@ -65,6 +80,14 @@ class InferenceEngine:
         entry = model.entry
         self._risk = np.array([entry.labels.index(label) for label in entry.risk_labels])
         self._post = softmax if entry.postprocess == "softmax" else sigmoid
+
+    def _label_for(self, score: float) -> str:
+        """The label of a window-adjusted score: the (first) risk label above one half, else the other."""
+        labels = self.model.entry.labels
+        risk = self.model.entry.risk_labels
+        if score >= 0.5:
+            return risk[0]
+        return next((label for label in labels if label not in risk), labels[0])
 
     def probabilities(self, windows: Sequence[Window]) -> np.ndarray:
         """Per-window label probabilities, rows in the order of `windows`."""
@@ -97,8 +120,9 @@ class InferenceEngine:
         for count, truncated in zip(encoded.window_counts, encoded.truncated):
             span = slice(start, start + count)
             best = start + int(np.argmax(risk[span]))
-            results.append(MLScore(label=labels[int(np.argmax(probs[best]))], score=round(float(risk[best]), 6),
-                                   windows=count, truncated=truncated))
+            score = window_adjusted(float(risk[best]), count, self.model.entry.window_penalty)
+            label = labels[int(np.argmax(probs[best]))] if score == risk[best] else self._label_for(score)
+            results.append(MLScore(label=label, score=round(score, 6), windows=count, truncated=truncated))
             start += count
         self.metrics.texts += len(texts)
         return results

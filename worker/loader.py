@@ -41,7 +41,8 @@ class LoadedModel:
     @property
     def window(self) -> WindowConfig:
         t = self.tokenizer
-        return WindowConfig(max_length=t.max_length, stride=t.stride, max_windows=t.max_windows)
+        return WindowConfig(max_length=t.max_length, stride=t.stride, max_windows=t.max_windows,
+                            window_penalty=self.entry.window_penalty)
 
     def served(self) -> ServedModel:
         e = self.entry

