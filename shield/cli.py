@@ -235,12 +235,14 @@ def models_train(
                                               "the default threshold is chosen for")] = 0.01,
     out: Annotated[Optional[Path], typer.Option(help="Artifact path (default: worker/modelbuild/trained/<task>"
                                                 ".safetensors)")] = None,
+    calibrate_only: Annotated[bool, typer.Option(help="Only choose the operating point of an existing artifact "
+                                                 "again on the validation split (no training)")] = False,
 ) -> None:
     """Fine-tune the top encoder layers for a scanner (needs the `train` extra: PyTorch) and calibrate its
     threshold; `llm-shield models build` then builds the ONNX models from the result."""
     from worker.modelbuild.build import default_data_dir
     from worker.modelbuild.finetune import TrainSettings
-    from worker.modelbuild.train import train_task
+    from worker.modelbuild.train import calibrate_task, train_task
 
     data = data or default_data_dir()
     tasks = task or [t for t in ML_SCANNERS if (data / t / "train.jsonl.gz").exists()]
@@ -249,7 +251,8 @@ def models_train(
     if out is not None and len(tasks) > 1:
         raise ConfigError("--out names one file: train one --task at a time with it")
     for name in tasks:
-        meta = train_task(name, data, out, settings=TrainSettings(epochs=epochs), target_fpr=target_fpr)
+        meta = (calibrate_task(name, data, out, target_fpr=target_fpr) if calibrate_only
+                else train_task(name, data, out, settings=TrainSettings(epochs=epochs), target_fpr=target_fpr))
         typer.echo(f"{name}: threshold {meta['threshold']:.6f} for {100 * target_fpr:g}% FPR; validation FPR "
                    f"{100 * meta['val_fpr']:.2f}%, recall {100 * (meta['val_recall'] or 0):.1f}%; window penalty "
                    f"{meta['window_penalty']}")

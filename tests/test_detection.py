@@ -72,7 +72,8 @@ def test_both_combines_heuristic_and_model(scanner: BatchScanner) -> None:
 def test_per_job_thresholds_override_the_catalog(scanner: BatchScanner) -> None:
     default = scanner.scan([BENIGN], ScanOptions(mode=HybridMode.ml_only))[0]
     score = default.scanners["prompt_injection"].score
-    assert default.valid and default.scanners["prompt_injection"].threshold == 0.5  # the catalog's
+    catalog_threshold = scanner.engine("prompt_injection", "int8").model.entry.threshold
+    assert default.valid and default.scanners["prompt_injection"].threshold == catalog_threshold
     lax_threshold = score / 2
     lax = scanner.scan([BENIGN], ScanOptions(mode=HybridMode.ml_only, thresholds={"prompt_injection": lax_threshold}))[0]
     assert not lax.valid and lax.scanners["prompt_injection"].threshold == lax_threshold

@@ -91,14 +91,15 @@ def test_injection_late_in_a_long_text_is_found_by_windowing(loader: ModelLoader
     engine = InferenceEngine(model)
     hidden = FILLER + " " + " ".join([ATTACK] * 4)  # past the first 256 tokens
     (benign, attacked) = engine.score([FILLER, hidden])
+    threshold = model.entry.threshold
     assert attacked.windows > 1 and not attacked.truncated
-    assert attacked.score > 0.5 > benign.score
+    assert attacked.score > threshold > benign.score
     assert attacked.label == "INJECTION"
     # what plain truncation to the first window would have said: nothing, and it says so
     first_only = TextTokenizer(model.folder / "tokenizer.json", model.tokenizer.max_length, 32, max_windows=1)
     truncating = InferenceEngine(replace(model, tokenizer=first_only))
     (cut,) = truncating.score([hidden])
-    assert cut.truncated and cut.windows == 1 and cut.score < 0.5
+    assert cut.truncated and cut.windows == 1 and cut.score < threshold
 
 
 def test_scores_do_not_depend_on_batch_companions(loader: ModelLoader) -> None:
@@ -137,7 +138,7 @@ def test_fp16_falls_back_to_cpu_with_a_warning(model_settings: ShieldSettings, c
         model = ModelLoader(model_settings).get("prompt_injection", "fp16")
     assert model.providers == ["CPUExecutionProvider"]
     assert any("CUDAExecutionProvider is not available" in r.message for r in caplog.records)
-    assert InferenceEngine(model).score([ATTACK])[0].score > 0.5
+    assert InferenceEngine(model).score([ATTACK])[0].score > model.entry.threshold
 
 
 def test_intra_op_threads_follow_the_node_share(model_settings: ShieldSettings) -> None:
@@ -180,10 +181,12 @@ def test_model_altered_on_disk_is_refused_at_load(model_settings: ShieldSettings
 def test_variants_agree_with_fp32_on_the_test_split(loader: ModelLoader) -> None:
     """Stated tolerance: decisions agree on >= 97% of held-out texts; mean |score difference| <= 0.03."""
     texts = [json.loads(line)["text"] for line in open(REPO / "data" / "prompt_injection" / "test.jsonl")][:300]
-    ref = np.array([s.score for s in InferenceEngine(loader.get("prompt_injection", "fp32")).score(texts)])
+    fp32 = loader.get("prompt_injection", "fp32")
+    ref = np.array([s.score for s in InferenceEngine(fp32).score(texts)])
     for variant in ("fp16", "int8"):
-        got = np.array([s.score for s in InferenceEngine(loader.get("prompt_injection", variant)).score(texts)])
-        agreement = float(((got >= 0.5) == (ref >= 0.5)).mean())
+        model = loader.get("prompt_injection", variant)
+        got = np.array([s.score for s in InferenceEngine(model).score(texts)])
+        agreement = float(((got >= model.entry.threshold) == (ref >= fp32.entry.threshold)).mean())
         assert agreement >= 0.97, (variant, agreement)
         assert float(np.abs(got - ref).mean()) <= 0.03, variant
 

@@ -59,6 +59,7 @@ HOLDOUT_PAYLOADS: tuple[str, ...] = HOLDOUT_PI
 HOLDOUT_TOX: tuple[str, ...] = ("project_handwritten_eval",)
 
 VAL_SHARE = 0.08
+USE_PROMPTS = False
 #: Indirect injections built per split.
 EMBEDDED = {"train": 7000, "val": 800, "ood_test": 1200}
 #: Benign texts of the training sources used for training at most (the rest of the corpus is not needed to learn
@@ -71,6 +72,9 @@ CARRIER_KINDS = ("documentation", "email", "ticket", "chat", "markdown", "log", 
                  "table", "config", "changelog", "prose", "legal", "system_prompt")
 #: Characters of carrier around a payload in a training example (one window is ~256 tokens, ~1,000 chars).
 TRAIN_CARRIER_CHARS = (0, 850)
+TRAIN_FILL_CHARS = 1300
+#: Benign chat transcripts built from the training (validation) sources' user messages and answers.
+TRANSCRIPTS = {"train": 2500, "val": 300}
 TOXIC_BENIGN_TRAIN = 6000
 
 
@@ -127,16 +131,13 @@ def cut_at_space(text: str, start: int, end: int) -> str:
     return text[start:end]
 
 
-def embed(carrier: dict, payload: dict, rng: random.Random, max_chars: int | None) -> str:
+def embed(carrier: dict, payload: dict, rng: random.Random, carrier_chars: int | None) -> str:
     """The payload inserted at a random position (a line or word boundary) of the carrier's text; with
-    `max_chars`, the carrier is first cut to a random stretch of at most that many characters."""
+    `carrier_chars`, the carrier is first cut to a random stretch of about that many characters."""
     text = carrier["text"]
-    if max_chars is not None:
-        want = rng.randint(*TRAIN_CARRIER_CHARS) if max_chars else 0
-        want = min(want, max_chars)
-        if len(text) > want:
-            start = rng.randint(0, len(text) - want)
-            text = cut_at_space(text, start, start + want)
+    if carrier_chars is not None and len(text) > carrier_chars:
+        start = rng.randint(0, len(text) - carrier_chars)
+        text = cut_at_space(text, start, start + carrier_chars)
     p = payload["text"].strip()
     if carrier["kind"] == "log_json" and rng.random() < 0.6:
         wrapped = _json_wrap(p, rng)
@@ -163,15 +164,57 @@ def make_embedded(carriers: list[dict], payloads: list[dict], n: int, rng: rando
         attempts += 1
         carrier, payload = rng.choice(carriers), rng.choice(payloads)
         if split == "train":
-            text = embed(carrier, payload, rng, TRAIN_CARRIER_CHARS[1])
-            while not fits(text) and len(text) > len(payload["text"]) + 20:
-                text = embed(carrier, payload, rng, max(0, len(text) - len(payload["text"]) - 200))
+            # half the examples fill most of a window with carrier text, as a long document's window does
+            chars = rng.randint(*TRAIN_CARRIER_CHARS) if rng.random() < 0.5 else TRAIN_FILL_CHARS
+            text = embed(carrier, payload, rng, chars)
+            while not fits(text) and chars > 0:
+                chars = max(0, chars - 150)
+                text = embed(carrier, payload, rng, chars)
             if not fits(text):
                 continue
         else:
             text = embed(carrier, payload, rng, None)
         out.append(row(text, "INJECTION", f"embedded:{payload['source']}", f"indirect_{carrier['kind']}",
                        payload.get("lang", "en"), carrier_source=carrier["source"]))
+    return out
+
+
+TRANSCRIPT_FORMATS = (
+    ("User: {u}\nAssistant: {a}", "\n"), ("Human: {u}\n\nAI: {a}", "\n\n"), ("### User\n{u}\n\n### Assistant\n{a}", "\n\n"),
+    ("<|user|>\n{u}\n<|assistant|>\n{a}", "\n"), ("[user] {u}\n[assistant] {a}", "\n"), ("Q: {u}\nA: {a}", "\n"),
+)
+
+
+def _sentences(text: str, rng: random.Random) -> str:
+    parts = re.split(r"(?<=[.!?。])\s+", text.strip())
+    k = rng.randint(1, min(4, len(parts)))
+    start = rng.randint(0, len(parts) - k)
+    return " ".join(parts[start:start + k])[:600]
+
+
+def make_transcripts(pool: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """Benign chat transcripts (1-4 turns) as logged by LLM applications: user turns are real user messages and
+    questions, assistant turns are stretches of real documentation, prose and reviews."""
+    users = [r for r in pool if r["kind"] in ("chat", "benign_question") and len(r["text"]) < 400]
+    answers = [r for r in pool if r["kind"] in ("documentation", "prose", "review", "markdown") and len(r["text"]) > 40]
+    out: list[dict] = []
+    if not users or not answers:
+        return out
+    for _ in range(n):
+        turn, sep = rng.choice(TRANSCRIPT_FORMATS)
+        turns = []
+        for _ in range(rng.randint(1, 4)):
+            a = _sentences(rng.choice(answers)["text"], rng) if rng.random() < 0.9 else ""
+            turns.append(turn.format(u=rng.choice(users)["text"].strip(), a=a).rstrip())
+        if rng.random() < 0.25:
+            messages = []
+            for _ in range(rng.randint(1, 3)):
+                messages += [{"role": "user", "content": rng.choice(users)["text"].strip()},
+                             {"role": "assistant", "content": _sentences(rng.choice(answers)["text"], rng)}]
+            text = json.dumps({"messages": messages}, ensure_ascii=False)
+        else:
+            text = sep.join(turns)
+        out.append(row(text, "SAFE", "project_transcripts", "chat_transcript"))
     return out
 
 
@@ -192,7 +235,7 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
             benign_by_split["val" if bucket("val:" + b["text"]) < VAL_SHARE else "train"].append(b)
     rng.shuffle(benign_by_split["train"])
     rng.shuffle(benign_by_split["val"])
-    test_benign = _cap_per_source(benign_by_split["ood_test"], MAX_BENIGN_TEST_PER_SOURCE, rng)
+    test_benign = _cap_per_source(benign_by_split["ood_test"], MAX_BENIGN_TEST_PER_SOURCE, random.Random(SEED + 2))
     for split, rows_, cap in (("train", benign_by_split["train"], MAX_BENIGN_TRAIN),
                               ("val", benign_by_split["val"], MAX_BENIGN_VAL), ("ood_test", test_benign, None)):
         chosen = rows_ if cap is None else _stratified(rows_, cap, rng)
@@ -209,14 +252,34 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
         split = "val" if bucket("val:" + r["text"]) < VAL_SHARE else "train"
         splits[split].append(row(r["text"], r["label"], r["source"], r.get("category", "earlier")))
 
+    # benign user prompts and system prompts (extract_prompts.py): collected after the current models were trained;
+    # switched on for the next training round (see data/SOURCES.md)
+    prompts = read_jsonl(HERE / "benign_prompts.jsonl.gz") if USE_PROMPTS else []
+    for b in prompts:
+        split = "ood_test" if b["source"] in HOLDOUT_BENIGN else (
+            "val" if bucket("val:" + b["text"]) < VAL_SHARE else "train")
+        splits[split].append(row(b["text"], "SAFE", b["source"], b["kind"], b.get("lang", "en")))
+        if split != "ood_test":
+            benign_by_split[split].append(b)
+    safe_labelled = {"train": [], "val": []}
+    for r in labelled:
+        if r["label"] == "SAFE" and r["source"] not in HOLDOUT_PI:
+            safe_labelled["val" if bucket("val:" + r["text"]) < VAL_SHARE else "train"].append(
+                {**r, "kind": r.get("category", "benign_question")})
+    for split in ("train", "val"):
+        transcripts = make_transcripts(benign_by_split[split] + safe_labelled[split], TRANSCRIPTS[split], rng)
+        splits[split] += transcripts
+        benign_by_split[split] += [{**t, "kind": "chat"} for t in transcripts]  # carriers for injections too
+
     train_payloads = [p for p in payloads if p["source"] not in HOLDOUT_PAYLOADS]
     test_payloads = [p for p in payloads if p["source"] in HOLDOUT_PAYLOADS]
     val_payloads = [p for p in train_payloads if bucket("val:" + p["text"]) < 0.15]
     train_payloads = [p for p in train_payloads if bucket("val:" + p["text"]) >= 0.15]
     splits["train"] += make_embedded(benign_by_split["train"], train_payloads, EMBEDDED["train"], rng, "train", fits)
     splits["val"] += make_embedded(benign_by_split["val"], val_payloads, EMBEDDED["val"], rng, "val", fits)
-    splits["ood_test"] += make_embedded(benign_by_split["ood_test"], test_payloads, EMBEDDED["ood_test"], rng,
-                                        "ood_test", fits)
+    # its own generator: the test split does not move when the training recipe changes
+    splits["ood_test"] += make_embedded(benign_by_split["ood_test"], test_payloads, EMBEDDED["ood_test"],
+                                        random.Random(SEED + 2), "ood_test", fits)
     return _finish(splits, rng)
 
 
@@ -271,7 +334,7 @@ def _finish(splits: dict[str, list[dict]], rng: random.Random) -> dict[str, list
                 continue
             used.add(key)
             kept.append(r)
-        rng.shuffle(kept)
+        (random.Random(SEED + 3) if split == "ood_test" else rng).shuffle(kept)
         splits[split] = kept
     val_norms = {norm(r["text"]) for r in splits["val"]}
     splits["train"] = [r for r in splits["train"] if norm(r["text"]) not in val_norms]

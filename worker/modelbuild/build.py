@@ -120,24 +120,18 @@ def fit_head(x: np.ndarray, y: np.ndarray, parts: int) -> list[tuple[np.ndarray,
 
 def hf_config(base_config: Path, spec: TaskSpec, trained: dict | None = None) -> dict:
     config = json.loads(base_config.read_text())
-    if trained is not None:
-        config.update({
-            "architectures": ["BertForSequenceClassification"],
-            "id2label": {str(i): label for i, label in enumerate(spec.labels)},
-            "label2id": {label: i for i, label in enumerate(spec.labels)},
-            "problem_type": "single_label_classification",
-            "max_length": MAX_LENGTH,
-            # fine-tuned top layers (llm-shield models train), masked mean of the last layer, MLP head
-            "pooling": "mean", "pooling_hidden_states": [config["num_hidden_layers"]],
-            "fine_tuned_layers": trained["train_layers"], "window_penalty": trained["window_penalty"],
-        })
-        return config
     config.update({
         "architectures": ["BertForSequenceClassification"],
         "id2label": {str(i): label for i, label in enumerate(spec.labels)},
         "label2id": {label: i for i, label in enumerate(spec.labels)},
         "problem_type": "single_label_classification",
         "max_length": MAX_LENGTH,
+    })
+    if trained is not None:  # fine-tuned top layers (llm-shield models train), masked mean of the last layer
+        config.update({"pooling": "mean", "pooling_hidden_states": [config["num_hidden_layers"]],
+                       "fine_tuned_layers": trained["train_layers"], "window_penalty": trained["window_penalty"]})
+        return config
+    config.update({
         # masked mean of these hidden states (0: embeddings, n: layer n), each L2-normalised, concatenated
         "pooling": "mean_normalized" if POOLING == "mean" else "multi_layer_mean_normalized",
         "pooling_hidden_states": ([config["num_hidden_layers"]] if POOLING == "mean"

@@ -144,6 +144,17 @@ def build_modules(weights: dict[str, np.ndarray], config: BertConfig, train_laye
             pooled = (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
             return self.head1(torch.relu(self.head0(pooled)))
 
+        def load(self, tensors: dict[str, np.ndarray]) -> None:
+            """Set the trainable layers and the head from an artifact's tensors."""
+            with torch.no_grad():
+                for layer in self.layers:
+                    for attr, name in layer.names.items():
+                        getattr(layer, attr).weight.copy_(torch.from_numpy(tensors[name + ".weight"]))
+                        getattr(layer, attr).bias.copy_(torch.from_numpy(tensors[name + ".bias"]))
+                for n, lin in enumerate((self.head0, self.head1)):
+                    lin.weight.copy_(torch.from_numpy(tensors[f"head.{n}.weight"]))
+                    lin.bias.copy_(torch.from_numpy(tensors[f"head.{n}.bias"]))
+
         def exported(self) -> dict[str, np.ndarray]:
             out: dict[str, np.ndarray] = {}
             for layer in self.layers:
@@ -242,6 +253,18 @@ def frozen_states(frozen, bias_fn, data: WindowSet, batch_tokens: int = 8192) ->
     return states
 
 
+def _stack(states: list, lengths: np.ndarray, index: np.ndarray):
+    """(hidden states [batch, width, hidden] in float32, attention mask) of the windows in `index`, padded."""
+    torch = _torch()
+    width = int(lengths[index].max())
+    x = torch.zeros((len(index), width, states[0].shape[-1]), dtype=torch.float32)
+    mask = torch.zeros((len(index), width), dtype=torch.int64)
+    for row, i in enumerate(index):
+        x[row, : lengths[i]] = states[i].float()
+        mask[row, : lengths[i]] = 1
+    return x, mask
+
+
 def train_top(top, states: list, data: WindowSet, settings: TrainSettings) -> None:
     """Fit the trainable layers and head with AdamW on weighted cross-entropy."""
     torch = _torch()
@@ -264,13 +287,7 @@ def train_top(top, states: list, data: WindowSet, settings: TrainSettings) -> No
             scale = step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
             for g, base in zip(opt.param_groups, bases):
                 g["lr"] = base * scale
-            width = int(lengths[index].max())
-            x = torch.zeros((len(index), width, states[0].shape[-1]), dtype=torch.float32)
-            mask = torch.zeros((len(index), width), dtype=torch.int64)
-            for row, i in enumerate(index):
-                x[row, : lengths[i]] = states[i].float()
-                mask[row, : lengths[i]] = 1
-            logits = top(x, mask)
+            logits = top(*_stack(states, lengths, index))
             y = torch.from_numpy(data.labels[index])
             w = torch.from_numpy(data.weights[index])
             loss = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum()
@@ -279,7 +296,8 @@ def train_top(top, states: list, data: WindowSet, settings: TrainSettings) -> No
             torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
             opt.step()
             step += 1
-            running = 0.98 * running + 0.02 * float(loss) if step > 1 else float(loss)
+            value = loss.item()
+            running = 0.98 * running + 0.02 * value if step > 1 else value
             if step % 100 == 0:
                 log.info("epoch %d step %d/%d loss %.4f (%.0f s)", epoch + 1, step, total, running,
                          time.monotonic() - started)
@@ -293,13 +311,7 @@ def score_windows(top, states: list, batch_tokens: int = 8192) -> np.ndarray:
     out = np.zeros(len(states), dtype=np.float64)
     with torch.no_grad():
         for index in _batches(lengths, batch_tokens, 256, None):
-            width = int(lengths[index].max())
-            x = torch.zeros((len(index), width, states[0].shape[-1]), dtype=torch.float32)
-            mask = torch.zeros((len(index), width), dtype=torch.int64)
-            for row, i in enumerate(index):
-                x[row, : lengths[i]] = states[i].float()
-                mask[row, : lengths[i]] = 1
-            logits = top(x, mask).double().numpy()
+            logits = top(*_stack(states, lengths, index)).double().numpy()
             out[index] = logits[:, 1] - logits[:, 0]
     return out
 

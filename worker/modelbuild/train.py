@@ -81,6 +81,55 @@ def train_task(task: str, data_dir: Path, out: Path | None = None, weights_sourc
     finetune.train_top(top, states, data, settings)
     del states
     log.info("%s: trained in %.0f s", task, time.monotonic() - started)
+    # the artifact keeps float16: choose the operating point with exactly the weights the build will use
+    top.load({k: v.astype(np.float16).astype(np.float32) for k, v in top.exported().items()})
+
+    meta = {
+        "format": finetune.ARTIFACT_FORMAT, "task": task, "labels": list(spec.labels),
+        "risk_label": spec.risk_label, "pooling": "mean", "normalize": False,
+        "train_layers": settings.train_layers, "head_hidden": finetune.HEAD_HIDDEN,
+        "base_sha256": finetune.file_sha256(weights_dir / "model.safetensors"),
+        "train_sha256": finetune.file_sha256(train_file),
+        "settings": finetune.settings_dict(settings), "train_texts": len(texts), "train_windows": len(data.ids),
+    }
+    meta.update(_operating_point(top, frozen, bias, tokenizer, val_rows, spec, target_fpr))
+    meta["val_sha256"] = finetune.file_sha256(val_file)
+    out = out or artifact_path(task)
+    finetune.save_artifact(out, top.exported(), meta)
+    log.info("%s: wrote %s (%s)", task, out, {k: meta[k] for k in ("window_penalty", "threshold", "val_fpr",
+                                                                     "val_recall")})
+    return meta
+
+
+def calibrate_task(task: str, data_dir: Path, artifact: Path | None = None, weights_source: str | None = None,
+                   target_fpr: float = calibration.DEFAULT_TARGET_FPR) -> dict:
+    """Choose a trained artifact's operating point again on the validation split (no training); rewrites it."""
+    from worker.modelbuild.build import TASKS
+    from worker.modelbuild.weights import load_bert_weights, locate_weights
+
+    torch = finetune._torch()
+    torch.set_num_threads(finetune.TrainSettings().threads)
+    spec = TASKS[task]
+    artifact = artifact or artifact_path(task)
+    tensors, meta = finetune.load_artifact(artifact)
+    val_file = data_dir / task / "val.jsonl.gz"
+    weights_dir = locate_weights(weights_source)
+    weights, config = load_bert_weights(weights_dir)
+    frozen, top, bias = finetune.build_modules(weights, config, meta["train_layers"])
+    top.load(tensors)
+    top.eval()
+    meta.update(_operating_point(top, frozen, bias, weights_dir / "tokenizer.json", read_rows(val_file), spec,
+                                 target_fpr))
+    meta["val_sha256"] = finetune.file_sha256(val_file)
+    finetune.save_artifact(artifact, tensors, meta)
+    log.info("%s: recalibrated %s (%s)", task, artifact, {k: meta[k] for k in ("window_penalty", "threshold",
+                                                                                "val_fpr", "val_recall")})
+    return meta
+
+
+def _operating_point(top, frozen, bias, tokenizer: Path, val_rows: list[dict], spec, target_fpr: float) -> dict:
+    """Window penalty and threshold for `target_fpr` on the validation rows, with what they give there."""
+    from worker.modelbuild.build import MAX_LENGTH
 
     val_texts, val_y = labelled(val_rows, spec.labels, spec.risk_label)
     vdata = finetune.windows_for(tokenizer, val_texts, val_y, [1.0] * len(val_texts), MAX_LENGTH, VAL_STRIDE,
@@ -90,17 +139,10 @@ def train_task(task: str, data_dir: Path, out: Path | None = None, weights_sourc
     benign = np.asarray(val_y) == 0
     buckets = np.array([calibration.bucket_of(int(c)) for c in counts])
     penalty = calibration.fit_window_penalty(best[benign], counts[benign], target_fpr)
-    z = calibration.adjusted_logits(best, counts, penalty)
-    scores = calibration.sigmoid(z)
+    scores = calibration.sigmoid(calibration.adjusted_logits(best, counts, penalty))
     threshold = calibration.threshold_for_fpr(scores[benign], target_fpr)
     flags = scores >= threshold
-    meta = {
-        "format": finetune.ARTIFACT_FORMAT, "task": task, "labels": list(spec.labels),
-        "risk_label": spec.risk_label, "pooling": "mean", "normalize": False,
-        "train_layers": settings.train_layers, "head_hidden": finetune.HEAD_HIDDEN,
-        "base_sha256": finetune.file_sha256(weights_dir / "model.safetensors"),
-        "train_sha256": finetune.file_sha256(train_file), "val_sha256": finetune.file_sha256(val_file),
-        "settings": finetune.settings_dict(settings), "train_texts": len(texts), "train_windows": len(data.ids),
+    return {
         "window_penalty": penalty, "threshold": round(threshold, 6), "target_fpr": target_fpr,
         "val_fpr": round(float(flags[benign].mean()), 4),
         "val_recall": round(float(flags[~benign].mean()), 4) if (~benign).any() else None,
@@ -108,11 +150,6 @@ def train_task(task: str, data_dir: Path, out: Path | None = None, weights_sourc
         "val_fpr_by_windows": {str(b): round(float(flags[benign & (buckets == b)].mean()), 4)
                                for b in calibration.WINDOW_BUCKETS if (benign & (buckets == b)).any()},
     }
-    out = out or artifact_path(task)
-    finetune.save_artifact(out, top.exported(), meta)
-    log.info("%s: wrote %s (%s)", task, out, {k: meta[k] for k in ("window_penalty", "threshold", "val_fpr",
-                                                                     "val_recall")})
-    return meta
 
 
 def _best_per_text(window_logits: np.ndarray, data: finetune.WindowSet, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
