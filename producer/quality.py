@@ -77,7 +77,7 @@ def read_labelled(paths: Sequence[Path], text_field: str = "text", label_field: 
 
 
 def read_texts(paths: Sequence[str], text_field: str, fmt: str | None, settings: ShieldSettings) -> list[str]:
-    """Texts of any input `llm-shield scan` reads; rows it could not read are skipped and counted by the caller."""
+    """Texts of any input `llm-shield scan` reads; rows that are error rows there (no text) are left out of the sample."""
     from producer.readers import iter_records
 
     return [r.text for r in iter_records(list(paths), fmt=fmt, text_field=text_field,
