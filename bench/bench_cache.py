@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
 
-from shield.cache import ResultCache  # noqa: E402
-from shield.config import CacheSettings  # noqa: E402
-from shield.local_redis import LocalRedis  # noqa: E402
+from llm_shield.cache import ResultCache  # noqa: E402
+from llm_shield.config import CacheSettings  # noqa: E402
+from llm_shield.local_redis import LocalRedis  # noqa: E402
 
 NAMESPACE = "shield:{cache-bench}"
 

@@ -18,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import onnxruntime as ort  # noqa: E402
 
-from shield.config import Variant  # noqa: E402
-from shield.node import available_cpus, intra_op_threads  # noqa: E402
-from shield.settings import get_settings  # noqa: E402
-from worker.inference import InferenceEngine  # noqa: E402
-from worker.loader import ModelLoader  # noqa: E402
+from llm_shield.config import Variant  # noqa: E402
+from llm_shield.node import available_cpus, intra_op_threads  # noqa: E402
+from llm_shield.settings import get_settings  # noqa: E402
+from llm_shield.worker.inference import InferenceEngine  # noqa: E402
+from llm_shield.worker.loader import ModelLoader  # noqa: E402
 
 
 def texts(n: int) -> list[str]:

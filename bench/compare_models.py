@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_models import texts as short_texts  # noqa: E402
-from shield.settings import ShieldSettings  # noqa: E402
-from worker.inference import InferenceEngine  # noqa: E402
-from worker.loader import ModelLoader  # noqa: E402
+from llm_shield.settings import ShieldSettings  # noqa: E402
+from llm_shield.worker.inference import InferenceEngine  # noqa: E402
+from llm_shield.worker.loader import ModelLoader  # noqa: E402
 
 PARAGRAPH = ("The service keeps a local copy of every model it serves and checks its digest before use. "
              "Operators rotate credentials monthly and review the audit log for unexpected access. ")

@@ -37,9 +37,9 @@ def main() -> None:
     os.environ.setdefault("SHIELD_METRICS_PORT", "0")
     os.environ["SHIELD_THRESHOLDS_FILE"] = os.devnull + ".absent"  # the catalog's defaults, not a user's
 
-    from producer.quality import evaluate, read_labelled, scan_texts
-    from shield.config import HybridMode, Variant
-    from shield.settings import get_settings
+    from llm_shield.producer.quality import evaluate, read_labelled, scan_texts
+    from llm_shield.config import HybridMode, Variant
+    from llm_shield.settings import get_settings
 
     settings = get_settings()
     reports = []

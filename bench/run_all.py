@@ -13,7 +13,7 @@ The limit is raw onnxruntime on the same model.onnx files, in fresh processes (b
 cores split both ways (one process using every core; one process per core) at every batch size: the best of
 them is "what the hardware can do". It is measured while the loaded workers sit idle, right before and after
 the end-to-end scan it is compared with (machines are often shared: back-to-back keeps the ratios honest).
-End-to-end figures are wall times of `python -m shield.cli scan` subprocesses (process start included, with
+End-to-end figures are wall times of `python -m llm_shield.cli scan` subprocesses (process start included, with
 bytecode caches as an installed package has them); the producer's own rows/s (its summary line, no process
 start) is reported beside the cached rescans.
 
@@ -297,8 +297,8 @@ class RawModel:
 
 def load_raw(variant: str, settings, catalog, threads: int,  # noqa: ANN001
              providers: Sequence[str] = ("CPUExecutionProvider",)) -> RawModel:
-    from shield.registry import ensure_available
-    from worker.tokenizer import TextTokenizer
+    from llm_shield.registry import ensure_available
+    from llm_shield.worker.tokenizer import TextTokenizer
 
     entry = catalog.find(TASK, variant)
     folder = ensure_available(TASK, variant, settings, catalog)
@@ -427,15 +427,16 @@ class Workers:
                  log_dir: Path) -> None:
         import redis
 
-        from shield.contract import ready_key
+        from llm_shield.contract import live_workers_key
+        from llm_shield.liveness import live_members
 
         self.url, self.variants, self.processes = broker_url, list(variants), processes
         self.client = redis.Redis.from_url(broker_url)
         for v in self.variants:  # a previous pool's entries must not count as ready
-            self.client.delete(ready_key(v))
+            self.client.delete(live_workers_key(v))
         self.log_path = log_dir / f"worker-{'-'.join(self.variants)}-{processes}p-{uuid.uuid4().hex[:6]}.log"
         self._log = open(self.log_path, "wb")
-        argv = [sys.executable, "-m", "shield.cli", "worker", "--concurrency", str(processes), "--broker",
+        argv = [sys.executable, "-m", "llm_shield.cli", "worker", "--concurrency", str(processes), "--broker",
                 broker_url, "--name", f"bench-{uuid.uuid4().hex[:6]}@%h"]
         for v in self.variants:
             argv += ["--variant", v]
@@ -443,13 +444,14 @@ class Workers:
                                      start_new_session=True)
 
     def wait_ready(self, timeout: float = 300.0) -> "Workers":
-        from shield.contract import ready_key
+        from llm_shield.contract import live_workers_key
+        from llm_shield.liveness import live_members
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited: {self.log_path.read_text(errors='replace')[-3000:]}")
-            if all(self.client.scard(ready_key(v)) >= self.processes for v in self.variants):
+            if all(len(live_members(self.client, v)) >= self.processes for v in self.variants):
                 time.sleep(0.5)  # let the pool's consumer settle
                 return self
             time.sleep(0.1)
@@ -460,7 +462,7 @@ class Workers:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
-        from shield.local_redis import stop_group
+        from llm_shield.local_redis import stop_group
 
         stop_group(self.proc, 30)
         self._log.close()
@@ -488,7 +490,7 @@ class ScanRun:
 
 def run_scan(path: Path, out: Path, broker: str, env: dict[str, str], variant: str = "int8",
              extra: Sequence[str] = (), check_ml: bool = False) -> ScanRun:
-    argv = [sys.executable, "-m", "shield.cli", "scan", str(path), "-o", str(out), "--broker", broker,
+    argv = [sys.executable, "-m", "llm_shield.cli", "scan", str(path), "-o", str(out), "--broker", broker,
             "--no-progress", "--overwrite", "--variant", variant, *extra]
     start = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
@@ -531,8 +533,8 @@ def peak_rss_of(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def clear_cache(url: str) -> None:
-    from shield.cache import ResultCache
-    from shield.config import CacheSettings
+    from llm_shield.cache import ResultCache
+    from llm_shield.config import CacheSettings
 
     cache = ResultCache.from_url(url, CacheSettings())
     cache.clear()
@@ -544,8 +546,8 @@ def cache_entry_memory(url: str, entries: int) -> float:
     import redis
 
     from bench_cache import NAMESPACE, batches, digests, used_memory, value_for
-    from shield.cache import ResultCache
-    from shield.config import CacheSettings
+    from llm_shield.cache import ResultCache
+    from llm_shield.config import CacheSettings
 
     client = redis.Redis.from_url(url)
     cache = ResultCache(client, CacheSettings(max_entries=entries, ttl_seconds=3600), namespace=NAMESPACE)
@@ -581,10 +583,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import onnxruntime as ort
 
-    from shield.local_redis import LocalRedis
-    from shield.registry import load_catalog
-    from shield.settings import ShieldSettings
-    from shield.node import available_cpus
+    from llm_shield.local_redis import LocalRedis
+    from llm_shield.registry import load_catalog
+    from llm_shield.settings import ShieldSettings
+    from llm_shield.node import available_cpus
 
     settings = ShieldSettings()
     catalog = load_catalog(settings.catalog_location)
@@ -705,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 one = write_text_lines(work / "one.log", [log_line(0)])
                 run_scan(one, work / "one.out", url, env, "int8")
                 fixed = min(run_scan(one, work / "one.out", url, env, "int8").seconds for _ in range(2))
-                from shield.cache import ResultCache
+                from llm_shield.cache import ResultCache
 
                 real = ResultCache.from_url(url, settings.cache_settings()).stats()
             # 7. scaling: the same scan on a pool of one process using every core, against its own raw limit
@@ -784,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n = size["mem_lines"]
             step(f"producer memory: {n:,} log lines, --mode heuristic_only")
             big = write_many_log_lines(work / "big.log", n)
-            mb, seconds = peak_rss_of([sys.executable, "-m", "shield.cli", "scan", str(big), "-o",
+            mb, seconds = peak_rss_of([sys.executable, "-m", "llm_shield.cli", "scan", str(big), "-o",
                                        str(work / "big.out"), "--broker", url, "--no-progress", "--overwrite",
                                        "--mode", "heuristic_only"], env)
             big.unlink()

@@ -1,6 +1,6 @@
 """Python API for notebooks and pipelines: scan an iterable of texts or records, iterate results in order.
 
-    from producer import Scanner
+    from llm_shield.producer import Scanner
     with Scanner(scanners=["prompt_injection", "secrets"]) as scanner:
         for result in scanner.scan(["hello", "ignore previous instructions"]):
             print(result.valid, result.risk_score)
@@ -14,13 +14,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from typing import Any
 
-from shield.config import HybridMode, Variant
-from shield.contract import OutputRow, ScanOptions
-from shield.settings import ShieldSettings, get_settings
+from llm_shield.config import HybridMode, Variant
+from llm_shield.errors import ConfigError
+from llm_shield.contract import OutputRow, ScanOptions
+from llm_shield.settings import ShieldSettings, get_settings
 
-from producer.job import ScanJob
-from producer.readers import InputRecord, _check_text, _field_id, _field_text
-from producer.runner import check_models_exist, make_cache
+from llm_shield.producer.job import ScanJob
+from llm_shield.producer.readers import InputRecord, _check_text, _field_id, _field_text
+from llm_shield.producer.runner import check_models_exist, make_cache
 
 API_URI = "<api>"
 
@@ -32,22 +33,28 @@ class Scanner:
                  mode: HybridMode | str = HybridMode.hybrid, thresholds: Mapping[str, float] | None = None,
                  broker: str | None = None, batch_size: int | None = None,
                  settings: ShieldSettings | None = None, **options: Any) -> None:
-        from shield.thresholds import calibrated_thresholds
+        from llm_shield.checks import check_broker_url, check_positive, check_scanners, scan_options
+        from llm_shield.thresholds import calibrated_thresholds
 
         self.settings = settings or get_settings()
-        scanners = tuple(scanners)
+        scanners = check_scanners([scanners] if isinstance(scanners, str) else scanners)
+        try:
+            variant, mode = Variant(variant), HybridMode(mode)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if thresholds is None:  # `llm-shield models calibrate` results, when there are any for these models
-            thresholds = calibrated_thresholds(self.settings, Variant(variant), scanners)
-        self.options = ScanOptions(scanners=scanners, variant=Variant(variant), mode=HybridMode(mode),
-                                   thresholds=dict(thresholds), **options)
-        self.broker = broker or self.settings.redis_url_value()
-        self.batch_size = batch_size
+            thresholds = calibrated_thresholds(self.settings, variant, scanners)
+        self.options = scan_options(scanners=scanners, variant=variant, mode=mode, thresholds=dict(thresholds),
+                                    **options)
+        self.broker = check_broker_url(broker, flag="broker") if broker else check_broker_url(
+            self.settings.redis_url_value(), flag="SHIELD_REDIS_URL")
+        self.batch_size = check_positive(batch_size, "batch_size")
         self._stack = ExitStack()
         self._url: str | None = None
 
     def __enter__(self) -> "Scanner":
         if self.broker is None:
-            from producer.embedded import EmbeddedCluster
+            from llm_shield.producer.embedded import EmbeddedCluster
 
             check_models_exist(self.options, self.settings)
             self._url = self._stack.enter_context(EmbeddedCluster(self.settings, self.options.variant))
@@ -90,11 +97,12 @@ class Scanner:
             for i, record in enumerate(records):
                 source = {"uri": API_URI, "row": i}
                 rid = f"{API_URI}:{i}"
-                if id_field:
-                    own, problem = _field_id(record, id_field, "row")
+                id_problem = None
+                if id_field:  # like the CLI: a row without its own id is an error row under its positional id
+                    own, id_problem = _field_id(record, id_field, "row")
                     rid = own if own is not None else rid
                 text, problem = _field_text(record, text_field, "row")
-                problem = problem or _check_text(text or "", limit)
+                problem = id_problem or problem or _check_text(text or "", limit)
                 yield InputRecord(id=rid, source=source, text=None if problem else text, error=problem)
 
         return self._job().run(inputs())

@@ -1,6 +1,6 @@
 """The embedded default: a private redis-server and local worker processes for one job, then nothing left.
 
-The workers are the same code as on a cluster (`celery -A worker.app worker`), started as a child process.
+The workers are the same code as on a cluster (`celery -A llm_shield.worker.app worker`), started as a child process.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import redis
 
-from shield.config import Variant
-from shield.contract import queue_for, ready_key
-from shield.errors import ShieldError
-from shield.local_redis import LocalRedis, die_with_parent, stop_group
-from shield.node import worker_processes
-from shield.settings import ShieldSettings
+from llm_shield.config import Variant
+from llm_shield.contract import queue_for
+from llm_shield.liveness import live_members
+from llm_shield.errors import ShieldError
+from llm_shield.local_redis import LocalRedis, die_with_parent, stop_group
+from llm_shield.node import worker_processes
+from llm_shield.settings import ShieldSettings
 
 log = logging.getLogger("shield.embedded")
 
@@ -63,7 +64,7 @@ class EmbeddedCluster:
         })
         log_path = self.workdir / "worker.log"
         self._log = open(log_path, "wb")
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queue_for(self.variant),
+        cmd = [sys.executable, "-m", "celery", "-A", "llm_shield.worker.app", "worker", "-Q", queue_for(self.variant),
                "-c", str(self.processes), "--pool", "prefork", "-n", f"embedded-{os.getpid()}@%h",
                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
         return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
@@ -76,7 +77,7 @@ class EmbeddedCluster:
             if self.worker is not None and self.worker.poll() is not None:
                 raise ShieldError(f"the local worker exited at start (code {self.worker.returncode}): "
                                   f"{self._log_tail()}")
-            if client.scard(ready_key(self.variant)) >= 1:
+            if len(live_members(client, self.variant)) >= 1:
                 return
             time.sleep(0.1)
         raise ShieldError(f"the local worker did not get ready in {READY_TIMEOUT:.0f} s: {self._log_tail()}")

@@ -1,7 +1,12 @@
 """A scan job: records in, result rows out in input order, batches sent to the workers of one variant.
 
 Each chunk of `batch_size` records is first answered from the shared cache where possible; the rest go to
-the workers as one task. At most `max_inflight_batches` tasks are outstanding, so memory stays flat.
+the workers as one task. At most `max_inflight_batches` tasks are outstanding and at most
+`MAX_PENDING_FACTOR` times as many chunks wait to be written (behind a slow batch), so memory stays flat.
+
+The job never waits silently: it knows which pool processes are alive (`llm_shield.liveness`), stops when
+none serves its queue for `no_worker_timeout` seconds, sends a batch again when the process that took it
+died, and stops when nothing was answered for `stall_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from shield.contract import (
+from llm_shield import liveness
+from llm_shield.config import DetectionMethod
+from llm_shield.contract import (
     TASK_SCAN_BATCH,
     BatchOutcome,
     MLScore,
@@ -25,22 +32,29 @@ from shield.contract import (
     ScanOptions,
     ServedModel,
     TextResult,
+    cancelled_key,
+    claims_key,
     job_results_key,
     ml_cache_key,
     queue_for,
     served_models_key,
 )
-from shield.detection.decide import TextPlan, assemble, plan_text
-from shield.errors import BrokerUnavailableError
-from shield.settings import ShieldSettings, redact_url
+from llm_shield.detection.decide import TextPlan, assemble, plan_text
+from llm_shield.errors import BrokerUnavailableError, ScanIncompleteError
+from llm_shield.settings import ShieldSettings, redact_url
 
 if TYPE_CHECKING:
-    from producer.readers import InputRecord
+    from llm_shield.producer.readers import InputRecord
 
 log = logging.getLogger("shield.producer")
 
 #: How long a job waits for a lost broker to come back before it stops (and --resume can continue it).
 RECONNECT_SECONDS = 60.0
+#: Chunks waiting to be written (finished or not), as a multiple of max_inflight_batches.
+MAX_PENDING_FACTOR = 2
+#: Seconds between checks of the workers' heartbeats and batch claims, and between "waiting" log lines.
+WATCH_SECONDS = 5.0
+WAIT_LOG_SECONDS = 10.0
 
 
 @dataclass
@@ -51,6 +65,12 @@ class JobStats:
     rows_out: int = 0
     flagged: int = 0
     errors: int = 0
+    input_errors: int = 0  # rows whose input was bad (an error row by design)
+    scan_errors: int = 0  # rows that could not be scanned (no worker answer, a model failure, ...)
+    fallbacks: int = 0  # rows a heuristic decided because the model was unavailable
+    first_scan_error: str | None = None
+    cache_corrupt: int = 0  # cache entries that could not be read (treated as misses and removed)
+    resent: int = 0  # batches sent again (a dead worker, a broker restart)
     cache_hits: int = 0
     model_rows: int = 0  # rows whose verdict needed a model score (from the cache or from inference)
     sent_to_workers: int = 0
@@ -59,15 +79,22 @@ class JobStats:
     started: float = field(default_factory=time.monotonic)
     arms: dict[str, list[int]] = field(default_factory=dict)  # arm -> [rows, flagged]
 
-    def add(self, row: TextResult) -> None:
+    def add(self, row: TextResult, input_error: bool = False) -> None:
         self.rows_out += 1
         if row.error:
             self.errors += 1
+            if input_error:
+                self.input_errors += 1
+            else:
+                self.scan_errors += 1
+                self.first_scan_error = self.first_scan_error or row.error
         elif not row.valid:
             self.flagged += 1
         if row.model:
             self.model_rows += 1
             self.cache_hits += int(row.cached)
+        if any(r.method == DetectionMethod.ml_fallback_to_heuristic for r in row.scanners.values()):
+            self.fallbacks += 1
         if row.arm:
             counts = self.arms.setdefault(row.arm, [0, 0])
             counts[0] += 1
@@ -95,6 +122,7 @@ class Chunk:
     results: dict[int, TextResult] = field(default_factory=dict)  # position in chunk -> result
     sent: list[str] = field(default_factory=list)  # distinct texts sent to a worker
     sent_at: float = 0.0
+    resent_for: str | None = None  # the dead worker this batch was sent again for
     batch: ScanBatch | None = None  # kept so it can be sent again after a broker outage
 
     @property
@@ -121,6 +149,13 @@ class ScanJob:
         self._check_broker(broker_url)
         self._run_id = self._server_run_id()
         self.served = self._served_models()
+        self.on_wait = None  # called about once a second while the job waits for workers (progress display)
+        self.waiting_for: str | None = None  # why the job is waiting, for progress lines
+        now = time.monotonic()
+        self._last_answer = now  # last time a batch outcome arrived (or the job started)
+        self._last_watch = 0.0
+        self._last_wait_log = float("-inf")  # the first "no worker" warning comes at once
+        self._no_worker_since: float | None = None
 
     def _check_broker(self, url: str) -> None:
         try:
@@ -137,8 +172,24 @@ class ScanJob:
 
     def _served_models(self) -> dict[str, ServedModel]:
         raw = self.redis.hgetall(served_models_key(self.options.variant))
-        return {k.decode(): ServedModel.model_validate_json(v) for k, v in raw.items()}
+        served = {}
+        for k, v in raw.items():
+            try:
+                served[k.decode()] = ServedModel.model_validate_json(v)
+            except ValueError:  # written by an incompatible version: look nothing up in the cache for it
+                log.warning("ignoring an unreadable served-model record for %s", k.decode(errors="replace"))
+        return served
 
+    def live_workers(self) -> set[str]:
+        """`host:pid` of the pool processes serving this job's variant now."""
+        return liveness.live_members(self.redis, self.options.variant)
+
+    def cancel(self) -> None:
+        """Tell the workers to drop this job's batches that are still queued (after an interrupt)."""
+        try:
+            self.redis.set(cancelled_key(self.job_id), 1, ex=self.settings.result_ttl_seconds)
+        except redis.RedisError:
+            pass  # the batches are scanned for nothing, their outcomes expire
     # -- public ---------------------------------------------------------------------------------
     def run(self, records: Iterable) -> Iterator[OutputRow]:
         """Result rows in the order of `records`, one per record."""
@@ -160,13 +211,17 @@ class ScanJob:
                     self._collect(outstanding, block=True)
                 self._collect(outstanding, block=False)
                 yield from self._drain(pending)
+                # behind one slow batch, finished chunks wait to be written: stop reading while too many wait
+                while len(pending) >= MAX_PENDING_FACTOR * self.settings.max_inflight_batches and outstanding:
+                    self._collect(outstanding, block=True)
+                    yield from self._drain(pending)
             while outstanding:
                 self._collect(outstanding, block=True)
                 yield from self._drain(pending)
             yield from self._drain(pending)
         finally:
             try:
-                self.redis.delete(job_results_key(self.job_id))
+                self.redis.delete(job_results_key(self.job_id), claims_key(self.job_id))
             except redis.RedisError:
                 pass  # the list expires on its own (SHIELD_RESULT_TTL_SECONDS)
 
@@ -198,7 +253,8 @@ class ScanJob:
         chunk.sent = [t for t in texts if t not in local]
         if chunk.sent:
             chunk.batch = ScanBatch(job_id=self.job_id, batch_index=chunk.index, options=self.options,
-                                    texts=chunk.sent)
+                                    texts=chunk.sent, cache_checked=self.cache is not None and all(
+                                        set(texts[t].needs_ml) <= set(self.served) for t in chunk.sent))
             self._send(chunk.batch)
             chunk.sent_at = time.monotonic()
             self.stats.sent_to_workers += len(chunk.sent)
@@ -206,7 +262,7 @@ class ScanJob:
     def _send(self, batch: ScanBatch) -> None:
         try:  # kombu retries the publish itself (task_publish_retry_policy) while Redis comes back
             if self._celery is None:
-                from shield.celery_config import make_celery
+                from llm_shield.celery_config import make_celery
 
                 self._celery = make_celery(self.settings, self.broker_url)
             self._celery.send_task(TASK_SCAN_BATCH, args=[batch.model_dump(mode="json")], queue=self.queue)
@@ -250,6 +306,7 @@ class ScanJob:
             if chunk.batch is not None:
                 self._send(chunk.batch)
                 chunk.sent_at = time.monotonic()
+                self.stats.resent += 1
         try:
             self._run_id = self._server_run_id()
         except redis.RedisError:
@@ -269,9 +326,19 @@ class ScanJob:
         if not lookups:
             return answers
         found: dict[str, dict[str, MLScore]] = {}
-        for (text, name, _), raw in zip(lookups, self.cache.get_many([k for _, _, k in lookups])):
-            if raw is not None:
+        corrupt: list[bytes] = []
+        for (text, name, key), raw in zip(lookups, self.cache.get_many([k for _, _, k in lookups])):
+            if raw is None:
+                continue
+            try:
                 found.setdefault(text, {})[name] = MLScore.model_validate_json(raw)
+            except ValueError:  # a damaged or foreign entry: a miss, and removed so nobody meets it again
+                corrupt.append(key)
+        if corrupt:
+            self.stats.cache_corrupt += len(corrupt)
+            log.warning("%d unreadable cache entr%s treated as misses and removed", len(corrupt),
+                        "y" if len(corrupt) == 1 else "ies")
+            self.cache.delete_many(corrupt)
         self.stats.cache_unavailable = self.stats.cache_unavailable or not getattr(self.cache, "available", True)
         for text, scores in found.items():
             plan = texts[text]
@@ -289,12 +356,21 @@ class ScanJob:
             else:
                 raw = self._redis_call(lambda: self.redis.lpop(key), outstanding)
             if raw is None:
-                if block:  # a quiet second: is the broker the one we sent to?
+                if block:  # a quiet second: is the broker the one we sent to? are the workers alive?
                     self._check_restart(outstanding)
+                    self._watch(outstanding)
                     self._check_deadlines(outstanding)
+                    if self.on_wait is not None:
+                        self.on_wait()
                     continue
                 return
-            outcome = BatchOutcome.model_validate_json(raw)
+            try:
+                outcome = BatchOutcome.model_validate_json(raw)
+            except ValueError:
+                log.error("dropped an unreadable batch outcome on %s", key)
+                continue
+            self._last_answer = time.monotonic()
+            self.waiting_for = None
             chunk = outstanding.pop(outcome.batch_index, None)
             if chunk is None:
                 continue  # a duplicate outcome of a redelivered batch: already handled
@@ -307,6 +383,49 @@ class ScanJob:
             if pos not in chunk.results:
                 chunk.results[pos] = by_text.get(record.text) or TextResult(
                     valid=False, error="the worker returned no result for this row")
+
+    def _watch(self, outstanding: dict[int, Chunk]) -> None:
+        """Every few seconds: are there live workers? did the one holding a batch die? is the job stuck?"""
+        now = time.monotonic()
+        if now - self._last_watch < (1.0 if self._no_worker_since else WATCH_SECONDS):
+            return
+        self._last_watch = now
+        live = self._redis_call(self.live_workers, outstanding)
+        if not live:
+            self._no_worker_since = self._no_worker_since or now
+            waited = now - self._no_worker_since
+            self.waiting_for = f"waiting for workers on queue {self.queue} ({waited:.0f} s)"
+            if now - self._last_wait_log >= WAIT_LOG_SECONDS:
+                self._last_wait_log = now
+                log.warning("no live worker consumes queue %s (%.0f s so far); start one with "
+                            "`llm-shield worker --variant %s`", self.queue, waited, self.options.variant.value)
+            if waited >= self.settings.no_worker_timeout:
+                raise ScanIncompleteError(
+                    f"no live worker consumed queue {self.queue} for {waited:.0f} s "
+                    f"(SHIELD_NO_WORKER_TIMEOUT); start one with `llm-shield worker --variant "
+                    f"{self.options.variant.value}`")
+            return
+        self._no_worker_since = None
+        claims = self._redis_call(lambda: self.redis.hgetall(claims_key(self.job_id)), outstanding)
+        nodes = self._redis_call(lambda: liveness.live_members(self.redis, self.options.variant, nodes=True),
+                                 outstanding) if claims else set()
+        for index, chunk in outstanding.items():
+            holder = claims.get(str(index).encode())
+            holder = holder.decode() if holder is not None else None
+            if holder is not None and holder not in nodes and chunk.resent_for != holder and chunk.batch is not None:
+                log.warning("the worker %s that took batch %d stopped beating; sending the batch again", holder,
+                            index)
+                chunk.resent_for = holder
+                self._send(chunk.batch)
+                chunk.sent_at = now
+                self.stats.resent += 1
+        quiet = now - self._last_answer
+        if outstanding:
+            self.waiting_for = f"waiting for {len(outstanding)} batch(es) on queue {self.queue} ({quiet:.0f} s)"
+        if quiet >= self.settings.stall_timeout:
+            raise ScanIncompleteError(
+                f"no batch was answered for {quiet:.0f} s (SHIELD_STALL_TIMEOUT) although {len(live)} worker "
+                f"process(es) are alive on queue {self.queue}; check the worker logs")
 
     def _check_deadlines(self, outstanding: dict[int, Chunk]) -> None:
         limit = self.settings.visibility_timeout + self.settings.task_time_limit
@@ -324,5 +443,5 @@ class ScanJob:
             chunk = pending.popleft()
             for pos, record in enumerate(chunk.records):
                 result = chunk.results[pos]
-                self.stats.add(result)
+                self.stats.add(result, input_error=record.error is not None)
                 yield record, result

@@ -10,8 +10,8 @@ from typing import IO
 
 from pydantic_core import to_json
 
-from shield.contract import TextResult
-from shield.errors import InputError
+from llm_shield.contract import TextResult
+from llm_shield.errors import InputError
 
 FSYNC_EVERY_ROWS = 10_000
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from shield import calibration
-from shield.config import HybridMode, Variant
-from shield.contract import ML_SCANNERS, OutputRow
-from shield.errors import ConfigError
-from shield.settings import ShieldSettings
+from llm_shield import calibration
+from llm_shield.config import HybridMode, Variant
+from llm_shield.contract import ML_SCANNERS, OutputRow
+from llm_shield.errors import ConfigError
+from llm_shield.settings import ShieldSettings
 
 #: Labels read as "this text is an attack / the risk" (case-insensitive) unless --positive says otherwise.
 DEFAULT_POSITIVE = ("injection", "toxic", "negative", "jailbreak", "malicious", "attack", "unsafe", "1", "true",
@@ -78,7 +78,7 @@ def read_labelled(paths: Sequence[Path], text_field: str = "text", label_field: 
 
 def read_texts(paths: Sequence[str], text_field: str, fmt: str | None, settings: ShieldSettings) -> list[str]:
     """Texts of any input `llm-shield scan` reads; rows that are error rows there (no text) are left out of the sample."""
-    from producer.readers import iter_records
+    from llm_shield.producer.readers import iter_records
 
     return [r.text for r in iter_records(list(paths), fmt=fmt, text_field=text_field,
                                          max_text_chars=settings.max_text_chars) if r.text is not None]
@@ -86,7 +86,7 @@ def read_texts(paths: Sequence[str], text_field: str, fmt: str | None, settings:
 
 def scan_texts(texts: Sequence[str], scanners: Sequence[str], variant: Variant, mode: HybridMode,
                settings: ShieldSettings, broker: str | None, thresholds: dict[str, float] | None = None) -> list[OutputRow]:
-    from producer.api import Scanner
+    from llm_shield.producer.api import Scanner
 
     with Scanner(scanners=scanners, variant=variant, mode=mode, thresholds=thresholds, broker=broker,
                  settings=settings) as scanner:

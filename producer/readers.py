@@ -35,9 +35,11 @@ Edge cases:
 * JSONL: invalid JSON, a value that is not an object, a missing/null/non-string text field -> error rows.
   Fields are dotted paths (`message.content`, `messages.0.content`, `messages.-1.content`); a key that
   itself contains dots is matched first as is.
-* CSV: the first non-blank row is the header; the column is `csv_column` or `text_field`. A row with a
-  different number of fields than the header, a malformed row, or a column missing from the header ->
-  error rows. TSV for `.tsv` names (or `fmt="tsv"`). Lines are split like `open(newline="")` does, so a
+* CSV: the first non-blank row is the header; the column is `csv_column` or `text_field` (one the header
+  lacks is a ConfigError before any row). A row with a different number of fields than the header or a
+  malformed row -> error rows; a quote that is never closed (or that spans lines and leaves the wrong
+  number of fields) makes its first line an error row and reading goes on with the next line, so a stray
+  quote never merges the rows after it. TSV for `.tsv` names (or `fmt="tsv"`). Lines are split like `open(newline="")` does, so a
   lone `\\r` also ends a line. Raises `csv.field_size_limit()` (process-wide) to just over the text limit
   when it is lower: a quote that is never closed then costs at most that many characters of memory, and
   the row is an error row ("a field is over N characters, or a quote is not closed").
@@ -57,7 +59,7 @@ from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from producer.sources import (
+from llm_shield.producer.sources import (
     STDIN,
     cannot_read,
     check_local,
@@ -71,7 +73,7 @@ from producer.sources import (
     s3_list_prefix,
     unsupported_scheme,
 )
-from shield.errors import ConfigError, InputError
+from llm_shield.errors import ConfigError, InputError
 
 #: What detect_format returns; `fmt=` also takes "tsv" (and a few aliases, see `normalize_format`).
 FORMATS = ("jsonl", "csv", "text", "parquet")
@@ -490,17 +492,23 @@ class _CsvLines:
     """Decoded lines for `csv.reader`, split like `open(newline="")` does, tracking physical lines.
 
     Bytes that are not UTF-8 become lone surrogates (surrogateescape) and are reported per row. A line
-    over `max_bytes` is cut there (its row becomes an error row).
+    over `max_bytes` is cut there (its row becomes an error row). The pieces of the record being read are kept
+    (`record`), so that a record the reader rejects can be read again from its second line (`resync`).
     """
 
     def __init__(self, stream: BinaryIO, max_bytes: int) -> None:
         self._lines = _physical_lines(stream, max_bytes)
         self._max_bytes = max_bytes
-        self._pending: list[str] = []
+        self._pending: list[tuple[str, int]] = []  # a stack: (piece, physical line), next piece last
         self._line = 0  # physical lines fetched
-        self.next_line = 1  # physical line the next piece starts on
         self.pieces = 0
         self.over = 0  # lines cut so far
+        self.record: list[tuple[str, int]] = []  # pieces handed out since `start_record`
+
+    @property
+    def next_line(self) -> int:
+        """Physical line the next piece starts on."""
+        return self._pending[-1][1] if self._pending else self._line + 1
 
     def __iter__(self) -> "_CsvLines":
         return self
@@ -516,11 +524,26 @@ class _CsvLines:
                 line = line[len(_BOM):]
             text = line.decode("utf-8", "surrogateescape")
             pieces = _LONE_CR.split(text) if "\r" in text else [text]
-            self._pending = [p for p in pieces if p][::-1] or [""]
+            self._pending = [(p, self._line) for p in pieces if p][::-1] or [("", self._line)]
         piece = self._pending.pop()
         self.pieces += 1
-        self.next_line = self._line if self._pending else self._line + 1
-        return piece
+        self.record.append(piece)
+        return piece[0]
+
+    def start_record(self) -> None:
+        self.record = []
+
+    def lines_in_record(self) -> int:
+        return len({line for _, line in self.record})
+
+    def resync(self) -> None:
+        """Hand out again every piece of the current record after its first physical line."""
+        if not self.record:
+            return
+        first = self.record[0][1]
+        again = [piece for piece in self.record if piece[1] != first]
+        self._pending.extend(reversed(again))
+        self.record = []
 
 
 def _columns(header: list[str]) -> str:
@@ -553,7 +576,7 @@ def _read_csv(uri: str, name: str, stream: BinaryIO, delimiter: str, column: str
         csv.field_size_limit(max_chars + 2)  # one over the limit still parses, so the message can say how long
     max_bytes = 4 * max_chars + _SLACK
     lines = _CsvLines(stream, max_bytes)
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)  # strict: an unclosed quote is an error
     header: list[str] = []
     while not header:  # the first non-blank row
         try:
@@ -567,14 +590,17 @@ def _read_csv(uri: str, name: str, stream: BinaryIO, delimiter: str, column: str
     width = len(header)
     text_idx = _find_column(header, column)
     id_idx = _find_column(header, id_field) if id_field else None
-    missing = None
+    # a column the header lacks is a usage error, not an error row per line: stop before any row
     if text_idx is None:
-        missing = f"column {column!r} is not in the header (columns: {_columns(header)})"
-    elif id_field and id_idx is None:
-        missing = f"id column {id_field!r} is not in the header (columns: {_columns(header)})"
+        raise ConfigError(f"{name}: column {column!r} is not in the CSV header (columns: {_columns(header)}); "
+                          "choose one with --text-field")
+    if id_field and id_idx is None:
+        raise ConfigError(f"{name}: id column {id_field!r} is not in the CSV header (columns: "
+                          f"{_columns(header)}); choose one with --id-field")
 
     row = 0
     while True:
+        lines.start_record()
         start, pieces, over = lines.next_line, lines.pieces, lines.over
         fields: list[str] = []
         problem = None
@@ -588,12 +614,17 @@ def _read_csv(uri: str, name: str, stream: BinaryIO, delimiter: str, column: str
             problem = _csv_problem(exc, max_chars)
         if problem is None and not fields:
             continue  # a blank line
+        if problem is None and len(fields) != width and lines.lines_in_record() > 1:
+            problem = f"malformed CSV (a quote opened here spans {lines.lines_in_record()} lines and leaves " \
+                      f"{len(fields)} fields, not {width})"
+        if problem is not None and lines.lines_in_record() > 1:
+            # a stray quote must not swallow the rows after it: this line is the error row, the next line
+            # starts a record again
+            lines.resync()
         rid, source = f"{name}:{row}", {"uri": name, "row": row, "line": start}
         text = None
         if problem is None and lines.over > over:
             problem = f"a line is over {max_bytes} bytes, too long for the limit of {max_chars} characters ({LIMIT_ENV})"
-        if problem is None and missing:
-            problem = missing
         if problem is None and len(fields) != width:
             problem = f"expected {width} fields, found {len(fields)}"
         if problem is None and id_idx is not None:

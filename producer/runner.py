@@ -10,13 +10,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 
-from shield.config import HybridMode
-from shield.contract import ML_SCANNERS, ScanOptions
-from shield.errors import InputError
-from shield.settings import ShieldSettings
+from llm_shield.config import HybridMode
+from llm_shield.contract import ML_SCANNERS, ScanOptions
+from llm_shield.errors import InputError, InterruptedScanError, ScanIncompleteError
+from llm_shield.settings import ShieldSettings
 
-from producer.job import JobStats, ScanJob
-from producer.output import ResultWriter
+from llm_shield.producer.job import JobStats, ScanJob
+from llm_shield.producer.output import ResultWriter
 
 log = logging.getLogger("shield.producer")
 LOG_EVERY_SECONDS = 10.0
@@ -52,7 +52,7 @@ def check_models_exist(options: ScanOptions, settings: ShieldSettings) -> None:
     needed = [s for s in options.scanners if s in ML_SCANNERS]
     if not needed or options.mode is HybridMode.heuristic_only or options.ml_rollout_percent == 0:
         return
-    from shield.registry import load_catalog
+    from llm_shield.registry import load_catalog
 
     catalog = load_catalog(settings.catalog_location)
     for scanner in needed:
@@ -86,15 +86,19 @@ class Progress:
 
             self.bar = tqdm(unit=" rows", initial=initial, dynamic_ncols=True, file=sys.stderr)
 
-    def update(self, n: int) -> None:
+    def update(self, n: int, waiting: str | None = None) -> None:
         s = self.stats
         if self.bar is not None:
             self.bar.update(n)
             self.bar.set_postfix(flagged=s.flagged, errors=s.errors, cached=s.cache_hits, refresh=False)
+            if waiting:
+                self.bar.set_description(waiting, refresh=True)
+            elif self.bar.desc:
+                self.bar.set_description("", refresh=False)
         elif time.monotonic() - self._last_log >= LOG_EVERY_SECONDS:
             self._last_log = time.monotonic()
-            log.info("%d rows, %.0f rows/s, %d flagged, %d errors, %d from cache",
-                     s.rows_out, s.rate, s.flagged, s.errors, s.cache_hits)
+            log.info("%d rows, %.0f rows/s, %d flagged, %d errors, %d from cache%s",
+                     s.rows_out, s.rate, s.flagged, s.errors, s.cache_hits, f"; {waiting}" if waiting else "")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -102,55 +106,115 @@ class Progress:
 
 
 def run_scan(request: ScanRequest, settings: ShieldSettings) -> JobStats:
-    """Run one scan job to completion; returns its statistics."""
-    from producer.readers import expand_inputs, iter_records  # readers import boto3/pyarrow lazily
+    """Run one scan job to completion; returns its statistics.
+
+    Raises InterruptedScanError on SIGINT/SIGTERM (after writing every finished row in order and cancelling
+    the batches it had sent) and ScanIncompleteError when rows could not be scanned."""
+    from itertools import chain
+
+    from llm_shield.producer.readers import expand_inputs, iter_records  # readers import boto3/pyarrow lazily
 
     inputs = expand_inputs(request.inputs)
+    records = iter(iter_records(
+        inputs, fmt=request.read.fmt, text_field=request.read.text_field, id_field=request.read.id_field,
+        csv_column=request.read.csv_column, max_text_chars=settings.max_text_chars))
+    first = next(records, None)  # reads the first header: a missing CSV column stops here, before any work
+    records = chain([first], records) if first is not None else iter(())
     writer = ResultWriter(request.output, resume=request.resume, overwrite=request.overwrite)
-    with ExitStack() as stack:
+    job: ScanJob | None = None
+    with ExitStack() as stack, _sigterm_as_interrupt():
         stack.callback(writer.close)
-        broker = request.broker or settings.redis_url_value()
-        if broker is None:
-            check_models_exist(request.options, settings)
-            from producer.embedded import EmbeddedCluster
+        try:
+            broker = request.broker or settings.redis_url_value()
+            if broker is None:
+                check_models_exist(request.options, settings)
+                from llm_shield.producer.embedded import EmbeddedCluster
 
-            broker = stack.enter_context(EmbeddedCluster(settings, request.options.variant))
-        cache = make_cache(settings, broker)
-        job = ScanJob(broker, request.options, settings, cache=cache, batch_size=request.batch_size)
-        records = skip_done(iter(iter_records(
-            inputs, fmt=request.read.fmt, text_field=request.read.text_field, id_field=request.read.id_field,
-            csv_column=request.read.csv_column, max_text_chars=settings.max_text_chars)), writer)
-        progress = Progress(job.stats, request.progress, writer.skip)
-        stack.callback(progress.close)
-        batch = job.batch_size
-        for n, (record, result) in enumerate(job.results(records), 1):
-            writer.write_result(record.id, record.source, result)
-            if n % batch == 0:
-                writer.flush()
-                progress.update(batch)
-        progress.update(job.stats.rows_out % batch)
+                broker = stack.enter_context(EmbeddedCluster(settings, request.options.variant))
+            cache = make_cache(settings, broker)
+            job = ScanJob(broker, request.options, settings, cache=cache, batch_size=request.batch_size)
+            records = skip_done(records, writer)
+            progress = Progress(job.stats, request.progress, writer.skip)
+            stack.callback(progress.close)
+            job.on_wait = lambda: progress.update(0, job.waiting_for)  # type: ignore[union-attr]
+            batch = job.batch_size
+            for n, (record, result) in enumerate(job.results(records), 1):
+                writer.write_result(record.id, record.source, result)
+                if n % batch == 0:
+                    writer.flush()
+                    progress.update(batch, job.waiting_for)
+            progress.update(job.stats.rows_out % batch)
+        except KeyboardInterrupt:
+            if job is not None:
+                job.cancel()
+            done = writer.skip + (job.stats.rows_out if job is not None else 0)
+            raise InterruptedScanError(_stopped_message("interrupted", done, request)) from None
+        except ScanIncompleteError as exc:
+            done = writer.skip + (job.stats.rows_out if job is not None else 0)
+            raise ScanIncompleteError(f"{exc} ({_stopped_message('stopped', done, request)})") from None
         job.stats.resumed_from = writer.skip
         return job.stats
+
+
+def _stopped_message(what: str, done: int, request: ScanRequest) -> str:
+    if request.output == "-":
+        return f"{what} after {done} rows"
+    return (f"{what} after {done} rows, all written to {request.output} in order; rerun the same command with "
+            "--resume to continue")
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM (a container stop, `kill`) ends a scan like Ctrl-C does: finished rows written, exit 130."""
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def check_complete(stats: JobStats) -> None:
+    """ScanIncompleteError when some rows could not be scanned (error rows that are not bad input)."""
+    if stats.scan_errors:
+        raise ScanIncompleteError(f"{stats.scan_errors} row(s) could not be scanned and are error rows in the "
+                                  f"output (first: {stats.first_scan_error})")
 
 
 def make_cache(settings: ShieldSettings, broker: str):  # type: ignore[no-untyped-def]
     cache_settings = settings.cache_settings()
     if not cache_settings.enabled:
         return None
-    from shield.cache import ResultCache
+    from llm_shield.cache import ResultCache
 
     return ResultCache.from_url(settings.cache_url_value() or broker, cache_settings)
 
 
 def format_summary(stats: JobStats) -> str:
+    errors = f"errors: {stats.errors}"
+    if stats.errors:
+        errors += f" ({stats.input_errors} bad input, {stats.scan_errors} not scanned)"
     lines = [
-        f"rows in: {stats.rows_in}  rows out: {stats.rows_out}  flagged: {stats.flagged}  errors: {stats.errors}",
+        f"rows in: {stats.rows_in}  rows out: {stats.rows_out}  flagged: {stats.flagged}  {errors}",
         f"cache hit rate: {stats.cache_hit_rate:.1%} of {stats.model_rows} model-scored rows  rows/s: {stats.rate:.1f}  time: {stats.seconds:.1f} s",
     ]
     if stats.resumed_from:
         lines.append(f"resumed after {stats.resumed_from} rows already in the output")
     if stats.cache_unavailable:
         lines.append("cache: unreachable during the job; rows were scanned without it")
+    if stats.cache_corrupt:
+        lines.append(f"cache: {stats.cache_corrupt} unreadable entries were treated as misses and removed")
+    if stats.fallbacks:
+        lines.append(f"fallback: {stats.fallbacks} rows were decided by heuristics because a model was unavailable")
+    if stats.resent:
+        lines.append(f"resent: {stats.resent} batch(es) sent again after a worker or the broker was lost")
     for arm, (rows, flagged) in sorted(stats.arms.items()):
         lines.append(f"arm {arm}: {rows} rows, {flagged} flagged ({flagged / rows:.1%})" if rows else f"arm {arm}: 0 rows")
     return "\n".join(lines)

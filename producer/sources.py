@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from shield.errors import InputError
+from llm_shield.errors import InputError
 
 STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"

@@ -1,6 +1,6 @@
 """The Celery app both sides use: Redis broker, JSON only, late acks, one task prefetched per process.
 
-The producer builds it to send tasks by name; the workers (`worker.app`) add the task code.
+The producer builds it to send tasks by name; the workers (`llm_shield.worker.app`) add the task code.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from shield.contract import QUEUES, TASK_SCAN_BATCH
-from shield.errors import ConfigError
-from shield.settings import ShieldSettings, get_settings
+from llm_shield.contract import QUEUES, TASK_SCAN_BATCH
+from llm_shield.errors import ConfigError
+from llm_shield.settings import ShieldSettings, get_settings
 
 #: Seconds a pool process may spend in worker_process_init (loading models) before Celery kills it.
 PROCESS_INIT_TIMEOUT = 300.0
@@ -72,5 +72,7 @@ def make_celery(settings: ShieldSettings | None = None, broker_url: str | None =
     url = broker_url or settings.redis_url_value() or "redis://127.0.0.1:6379/0"
     app = Celery("llm_shield")
     app.conf.update(celery_config(settings, kombu_url(url)))
-    app.conf.shield_redis_url = url  # redis-py's spelling, for our own keys
+    # redis-py's spelling, for our own keys. An attribute of the app, not a setting: Celery masks only its own
+    # broker settings, and Flower and `celery inspect conf` show every other setting in clear
+    app.shield_redis_url = url  # type: ignore[attr-defined]
     return app

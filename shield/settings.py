@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shield.config import CacheSettings
+from llm_shield.config import CacheSettings
 
 DEFAULT_HOME = Path.home() / ".cache" / "llm-shield"
 DEFAULT_METRICS_PORT = 9808
@@ -32,6 +32,8 @@ class ShieldSettings(BaseSettings):
 
     # Redis
     redis_url: SecretStr | None = Field(default=None, description="Broker and cache URL (redis://, rediss://, unix://)")
+    redis_password_file: Path | None = Field(default=None, description="File holding the Redis password, used "
+                                             "for URLs that carry none (keeps it out of the environment and `ps`)")
     cache_url: SecretStr | None = Field(default=None, description="Cache URL when it differs from the broker")
     cache_preset: str = "production"
     cache_max_entries: int | None = None
@@ -49,7 +51,11 @@ class ShieldSettings(BaseSettings):
     task_time_limit: int = 300
     visibility_timeout: int = 3600
     max_deliveries: int = Field(default=3, ge=1, description="Deliveries of one batch before its rows fail")
-    metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, description="Prometheus port; 0 turns it off")
+    metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, le=65535, description="Prometheus port; 0 turns it off")
+    metrics_address: str = Field(default="127.0.0.1", description="Address the metrics port binds; the Helm chart "
+                                 "sets 0.0.0.0 for Prometheus to scrape the pod")
+    allow_missing_models: bool = Field(default=False, description="Let a worker whose models cannot load start "
+                                       "anyway and answer with heuristics (the job summary counts those rows)")
     heartbeat_file: Path | None = None
 
     # Producer
@@ -57,6 +63,10 @@ class ShieldSettings(BaseSettings):
     max_text_chars: int = Field(default=1_000_000, ge=1, description="Longer texts become error rows")
     max_inflight_batches: int = Field(default=16, ge=1)
     result_ttl_seconds: int = 24 * 3600
+    no_worker_timeout: float = Field(default=60.0, gt=0, description="Seconds a job waits for a live worker on "
+                                     "its queue before it stops (exit 3)")
+    stall_timeout: float = Field(default=900.0, gt=0, description="Seconds a job may go without any batch "
+                                 "answered before it stops (exit 3)")
 
     @field_validator("file_roots", mode="before")
     @classmethod
@@ -83,18 +93,54 @@ class ShieldSettings(BaseSettings):
         return base.model_copy(update=updates) if updates else base
 
     def redis_url_value(self) -> str | None:
-        return self.redis_url.get_secret_value() if self.redis_url else None
+        return self.with_password(self.redis_url.get_secret_value()) if self.redis_url else None
 
     def cache_url_value(self) -> str | None:
         if self.cache_url:
-            return self.cache_url.get_secret_value()
+            return self.with_password(self.cache_url.get_secret_value())
         return self.redis_url_value()
+
+    def with_password(self, url: str) -> str:
+        """`url` with the password of SHIELD_REDIS_PASSWORD_FILE when it has none of its own."""
+        if not self.redis_password_file or not url:
+            return url
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        from llm_shield.errors import ConfigError
+
+        parts = urlsplit(url)
+        if parts.password is not None:
+            return url
+        try:
+            password = self.redis_password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"SHIELD_REDIS_PASSWORD_FILE {self.redis_password_file}: {exc.strerror}") from None
+        user = quote(parts.username or "", safe="")
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> ShieldSettings:
-    """The process's settings, read once."""
-    return ShieldSettings()
+    """The process's settings, read once. Raises ConfigError naming the `SHIELD_*` variable at fault."""
+    from pydantic import ValidationError
+
+    from llm_shield.errors import ConfigError
+
+    try:
+        return ShieldSettings()
+    except ValidationError as exc:
+        raise ConfigError(settings_error_message(exc)) from None
+
+
+def settings_error_message(exc: "ValidationError") -> str:  # type: ignore[name-defined]  # noqa: F821
+    """One line naming each bad `SHIELD_*` variable, its value (never a secret's) and what is wrong."""
+    problems = []
+    for error in exc.errors():
+        name = "SHIELD_" + "_".join(str(p) for p in error["loc"]).upper()
+        value = "" if "URL" in name or "PASSWORD" in name or "AUTH" in name else f"={error.get('input')!r}"
+        problems.append(f"{name}{value}: {error['msg']}")
+    return "invalid setting " + "; ".join(problems)
 
 
 def redact_url(url: str | None) -> str:

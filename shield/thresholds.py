@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from shield.config import Variant
-from shield.errors import ConfigError
-from shield.settings import ShieldSettings
+from llm_shield.config import Variant
+from llm_shield.errors import ConfigError
+from llm_shield.settings import ShieldSettings
 
 log = logging.getLogger("shield.thresholds")
 THRESHOLDS_VERSION = 1
@@ -77,7 +77,7 @@ def calibrated_thresholds(settings: ShieldSettings, variant: Variant, scanners: 
     if not chosen:
         return {}
     try:
-        from shield.registry import load_catalog
+        from llm_shield.registry import load_catalog
 
         catalog = load_catalog(settings.catalog_location)
     except Exception:  # a remote or missing catalog: the file's own record is all we have

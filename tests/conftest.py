@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from shield.local_redis import LocalRedis
-    from shield.settings import ShieldSettings
+    from llm_shield.local_redis import LocalRedis
+    from llm_shield.settings import ShieldSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LocalRedis"]:
     """A real redis-server on a Unix socket for the whole test session. Fails (never skips) if none exists."""
-    from shield.local_redis import LocalRedis
+    from llm_shield.local_redis import LocalRedis
 
     server = LocalRedis.start(tmp_path_factory.mktemp("redis"))
     yield server
@@ -107,7 +107,7 @@ def model_settings() -> "ShieldSettings":
     """Settings whose catalog holds the default models, built once and reused while data and code are unchanged."""
     from filelock import FileLock
 
-    from shield.settings import ShieldSettings
+    from llm_shield.settings import ShieldSettings
 
     MODEL_HOME.mkdir(parents=True, exist_ok=True)
     settings = ShieldSettings(home=MODEL_HOME, catalog=str(MODEL_HOME / "catalog.json"))
@@ -115,7 +115,7 @@ def model_settings() -> "ShieldSettings":
     with FileLock(str(MODEL_HOME / ".build.lock")):
         fingerprint = _build_fingerprint()
         if not stamp.exists() or stamp.read_text() != fingerprint:
-            from worker.modelbuild.build import build_models
+            from llm_shield.worker.modelbuild.build import build_models
 
             (MODEL_HOME / "catalog.json").unlink(missing_ok=True)
             build_models(settings)
@@ -126,7 +126,7 @@ def model_settings() -> "ShieldSettings":
 @pytest.fixture()
 def model_env(model_settings: "ShieldSettings", monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for this process and its children to use the built models."""
-    from shield.settings import get_settings
+    from llm_shield.settings import get_settings
 
     env = {"SHIELD_HOME": str(model_settings.home), "SHIELD_CATALOG": model_settings.catalog_location,
            "SHIELD_METRICS_PORT": "0"}

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from shield.cache import ResultCache
-from shield.config import CacheSettings
-from shield.local_redis import LocalRedis
+from llm_shield.cache import ResultCache
+from llm_shield.config import CacheSettings
+from llm_shield.local_redis import LocalRedis
 
 from tests.conftest import REPO, free_port
 

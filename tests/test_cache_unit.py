@@ -12,10 +12,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import shield.cache.result_cache as rc
-from shield.cache import CacheStats, ResultCache
-from shield.config import CacheSettings
-from shield.errors import ConfigError, TransientError
+import llm_shield.cache.result_cache as rc
+from llm_shield.cache import CacheStats, ResultCache
+from llm_shield.config import CacheSettings
+from llm_shield.errors import ConfigError, TransientError
 
 
 def digest(name: object) -> bytes:

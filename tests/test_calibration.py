@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from shield import calibration
-from worker.inference import window_adjusted
+from llm_shield import calibration
+from llm_shield.worker.inference import window_adjusted
 
 
 def test_threshold_flags_at_most_the_target_share_of_benign_scores() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shield.celery_config import celery_config, kombu_url
-from shield.config import CacheSettings, MLConfig, Variant
-from shield.contract import MAX_BATCH_TEXTS, ModelRef, ScanBatch, ScanOptions, WindowConfig, ml_cache_key, queue_for
-from shield.errors import ConfigError
-from shield.settings import ShieldSettings, redact_url
+from llm_shield.celery_config import celery_config, kombu_url
+from llm_shield.config import CacheSettings, MLConfig, Variant
+from llm_shield.contract import MAX_BATCH_TEXTS, ModelRef, ScanBatch, ScanOptions, WindowConfig, ml_cache_key, queue_for
+from llm_shield.errors import ConfigError
+from llm_shield.settings import ShieldSettings, redact_url
 
 MODEL = ModelRef(id="m", variant=Variant.int8, sha256="ab" * 32)
 WINDOW = WindowConfig(max_length=256, stride=32, max_windows=32)

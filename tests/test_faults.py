@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shield.local_redis import LocalRedis
+from llm_shield.local_redis import LocalRedis
 from tests.conftest import free_port
 from tests.workers import WorkerProcess
 
@@ -33,7 +33,7 @@ def make_input(path: Path, n: int) -> Path:
 
 
 def start_scan(src: Path, out: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "shield.cli", "scan", str(src), "-o", str(out), "--no-progress",
+    return subprocess.Popen([sys.executable, "-m", "llm_shield.cli", "scan", str(src), "-o", str(out), "--no-progress",
                              "--batch-size", "16", "--overwrite", *extra],
                             env={**os.environ, **env}, cwd=REPO, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -98,9 +98,9 @@ def test_worker_sigterm_is_a_warm_shutdown_and_nothing_is_lost(redis_url: str, m
 def test_a_restart_between_commands_still_resends_outstanding_batches(tmp_path: Path) -> None:
     """redis-py reconnects silently when Redis restarted while the producer was busy elsewhere; a batch a
     worker held would then wait for the visibility timeout (an hour) unless the producer notices."""
-    from producer.job import Chunk, ScanJob
-    from shield.contract import ScanBatch, ScanOptions, queue_for
-    from shield.settings import ShieldSettings
+    from llm_shield.producer.job import Chunk, ScanJob
+    from llm_shield.contract import ScanBatch, ScanOptions, queue_for
+    from llm_shield.settings import ShieldSettings
 
     server = LocalRedis.start(tmp_path / "redis", appendonly=True, port=free_port())
     try:
@@ -231,7 +231,7 @@ def test_killed_embedded_producer_leaves_nothing_running(model_env: dict[str, st
     src, out = make_input(tmp_path / "in.txt", 5000), tmp_path / "out.jsonl"
     env = {k: v for k, v in os.environ.items() if k != "SHIELD_REDIS_URL"}
     before = running()
-    proc = subprocess.Popen([sys.executable, "-m", "shield.cli", "scan", str(src), "-o", str(out), "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-m", "llm_shield.cli", "scan", str(src), "-o", str(out), "--no-progress"],
                             env={**env, **model_env}, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_rows(out, 64, proc, timeout=240)
     started = running() - before

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from shield.celery_config import make_celery
-from shield.config import HybridMode, Variant
-from shield.contract import TASK_SCAN_BATCH, BatchOutcome, ScanBatch, ScanOptions, job_results_key, queue_for
-from shield.local_redis import stop_group
-from shield.settings import ShieldSettings
+from llm_shield.celery_config import make_celery
+from llm_shield.config import HybridMode, Variant
+from llm_shield.contract import TASK_SCAN_BATCH, BatchOutcome, ScanBatch, ScanOptions, job_results_key, queue_for
+from llm_shield.local_redis import stop_group
+from llm_shield.settings import ShieldSettings
 from tests.conftest import free_port
 from tests.workers import WorkerProcess
 
@@ -99,7 +99,7 @@ def flower(redis_url: str, model_env: dict[str, str], tmp_path: Path) -> Iterato
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "shield.flower_app", "flower", f"--port={port}",
+            [sys.executable, "-m", "celery", "-A", "llm_shield.flower_app", "flower", f"--port={port}",
              "--address=127.0.0.1"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = Flower(url=f"http://127.0.0.1:{port}", port=port, proc=proc, log_path=log_path)
@@ -191,7 +191,7 @@ def test_flower_shows_the_worker_and_its_scan_task(int8_worker: WorkerProcess, f
 def test_llm_shield_flower_refuses_to_start_without_auth(redis_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("SHIELD_FLOWER_BASIC_AUTH", "FLOWER_BASIC_AUTH")}
     env.update({"SHIELD_REDIS_URL": redis_url, "PYTHONPATH": str(REPO)})
-    result = subprocess.run([sys.executable, "-m", "shield.cli", "flower", "--port", str(free_port())],
+    result = subprocess.run([sys.executable, "-m", "llm_shield.cli", "flower", "--port", str(free_port())],
                             env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2
     assert "SHIELD_FLOWER_BASIC_AUTH" in result.stderr

@@ -15,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shield.config import Variant
-from shield.contract import QUEUES
+from llm_shield.config import Variant
+from llm_shield.contract import QUEUES
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "llm-shield"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shield.detection import heuristics as h
+from llm_shield.detection import heuristics as h
 
 
 @pytest.mark.parametrize("text, rule", [

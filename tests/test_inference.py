@@ -14,14 +14,14 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from shield.config import Variant
-from shield.errors import ChecksumMismatchError
-from shield.registry import load_catalog
-from shield.settings import ShieldSettings
-from worker.inference import InferenceEngine, plan_batches
-from worker.loader import ModelLoader
-from worker.session import read_verified
-from worker.tokenizer import TextTokenizer
+from llm_shield.config import Variant
+from llm_shield.errors import ChecksumMismatchError
+from llm_shield.registry import load_catalog
+from llm_shield.settings import ShieldSettings
+from llm_shield.worker.inference import InferenceEngine, plan_batches
+from llm_shield.worker.loader import ModelLoader
+from llm_shield.worker.session import read_verified
+from llm_shield.worker.tokenizer import TextTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 FILLER = "The quarterly report covers revenue, hiring plans and the office move. " * 60
@@ -110,7 +110,7 @@ def test_scores_do_not_depend_on_batch_companions(loader: ModelLoader) -> None:
 
 
 def test_batches_respect_the_token_budget() -> None:
-    from worker.tokenizer import Window
+    from llm_shield.worker.tokenizer import Window
 
     windows = [Window(i, [1] * n, [0] * n) for i, n in enumerate([5, 50, 7, 49, 3, 100])]
     batches = plan_batches(windows, max_batch_tokens=120)
@@ -142,7 +142,7 @@ def test_fp16_falls_back_to_cpu_with_a_warning(model_settings: ShieldSettings, c
 
 
 def test_intra_op_threads_follow_the_node_share(model_settings: ShieldSettings) -> None:
-    from shield.node import available_cpus, intra_op_threads, worker_processes
+    from llm_shield.node import available_cpus, intra_op_threads, worker_processes
 
     auto = model_settings.model_copy(update={"worker_concurrency": None, "intra_op_threads": None})
     assert worker_processes(auto, [Variant.int8]) == available_cpus()  # one process per CPU...
@@ -157,7 +157,7 @@ def test_intra_op_threads_follow_the_node_share(model_settings: ShieldSettings) 
 
 
 def test_run_size_defaults_to_the_provider(model_settings: ShieldSettings) -> None:
-    from worker.inference import CPU_BATCH_TOKENS
+    from llm_shield.worker.inference import CPU_BATCH_TOKENS
 
     model = ModelLoader(model_settings).get("prompt_injection", "int8")
     assert InferenceEngine(model).max_batch_tokens == CPU_BATCH_TOKENS  # small runs stay in the CPU's cache
@@ -192,7 +192,7 @@ def test_variants_agree_with_fp32_on_the_test_split(loader: ModelLoader) -> None
 
 
 def test_short_and_long_windows_run_in_separate_buckets() -> None:
-    from worker.tokenizer import Window
+    from llm_shield.worker.tokenizer import Window
 
     windows = [Window(i, [1] * (10 if i % 2 else 200), [0]) for i in range(40)]
     batches = plan_batches(windows, max_batch_tokens=1_000_000)
@@ -209,7 +209,7 @@ def test_short_and_long_windows_run_in_separate_buckets() -> None:
     ({}, None),
 ])
 def test_container_cpu_quota_caps_the_cores(tmp_path: Path, files: dict[str, str], expected: int | None) -> None:
-    from shield.node import cgroup_cpu_limit
+    from llm_shield.node import cgroup_cpu_limit
 
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,12 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from shield.errors import ModelUnavailableError
-from worker.modelbuild import weights as weights_mod
-from worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS, build_classifier_graph, pooled_width
-from worker.modelbuild.reference import numpy_forward
-from worker.modelbuild.variants import save_model, to_fp16, to_int8
-from worker.modelbuild.weights import BertConfig, load_bert_weights, locate_weights
+from llm_shield.errors import ModelUnavailableError
+from llm_shield.worker.modelbuild import weights as weights_mod
+from llm_shield.worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS, build_classifier_graph, pooled_width
+from llm_shield.worker.modelbuild.reference import numpy_forward
+from llm_shield.worker.modelbuild.variants import save_model, to_fp16, to_int8
+from llm_shield.worker.modelbuild.weights import BertConfig, load_bert_weights, locate_weights
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 NUM_LABELS = 3

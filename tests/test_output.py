@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producer.output import ResultWriter
-from shield.config import DetectionMethod, Variant
-from shield.contract import ModelRef, OutputRow, ScannerResult, TextResult
-from shield.errors import InputError
+from llm_shield.producer.output import ResultWriter
+from llm_shield.config import DetectionMethod, Variant
+from llm_shield.contract import ModelRef, OutputRow, ScannerResult, TextResult
+from llm_shield.errors import InputError
 
 ids = st.text(max_size=20)
 sources = st.dictionaries(st.text(max_size=10), st.one_of(st.integers(), st.text(max_size=20), st.none(),

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from producer.quality import LabelledText, evaluate, format_report, length_bucket, read_labelled
-from shield.config import DetectionMethod, Variant
-from shield.contract import ModelRef, OutputRow, ScannerResult
-from shield.errors import ConfigError
-from shield.registry import Catalog, CatalogEntry, ModelFile, save_catalog
-from shield.settings import ShieldSettings
-from shield.thresholds import CalibratedThreshold, ThresholdsFile, calibrated_thresholds, load_thresholds, save_thresholds
+from llm_shield.producer.quality import LabelledText, evaluate, format_report, length_bucket, read_labelled
+from llm_shield.config import DetectionMethod, Variant
+from llm_shield.contract import ModelRef, OutputRow, ScannerResult
+from llm_shield.errors import ConfigError
+from llm_shield.registry import Catalog, CatalogEntry, ModelFile, save_catalog
+from llm_shield.settings import ShieldSettings
+from llm_shield.thresholds import CalibratedThreshold, ThresholdsFile, calibrated_thresholds, load_thresholds, save_thresholds
 
 
 def _result(flagged: bool, error: str | None = None) -> OutputRow:

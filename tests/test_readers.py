@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.readers import InputRecord, detect_format, expand_inputs, iter_records
-from shield.errors import ConfigError, InputError
+from llm_shield.producer.readers import InputRecord, detect_format, expand_inputs, iter_records
+from llm_shield.errors import ConfigError, InputError
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -228,12 +228,24 @@ def test_csv_bad_rows_become_error_rows(tmp_path: Path) -> None:
     assert recs[7].text == "last"
 
 
-def test_csv_missing_column_is_an_error_row_each(tmp_path: Path) -> None:
+def test_csv_missing_column_stops_before_any_row(tmp_path: Path) -> None:
     path = write(tmp_path, "a.csv", "id,prompt\n1,a\n2,b\n")
-    recs = read(path)
-    assert len(recs) == 2
-    assert all(r.error == f"line {n}: column 'text' is not in the header (columns: 'id', 'prompt')"
-               for n, r in zip((2, 3), recs))
+    with pytest.raises(ConfigError, match=r"column 'text' is not in the CSV header \(columns: 'id', 'prompt'\); "
+                                          "choose one with --text-field"):
+        read(path)
+    with pytest.raises(ConfigError, match="id column 'key' is not in the CSV header"):
+        read(path, text_field="prompt", id_field="key")
+
+
+def test_csv_stray_quote_does_not_swallow_the_rows_after_it(tmp_path: Path) -> None:
+    rows = ["id,text"] + [f"{i},row {i}" for i in range(1000)]
+    rows[501] = '500,"stray quote here'  # never closed
+    path = write(tmp_path, "s.csv", "\n".join(rows) + "\n")
+    recs = read(path, id_field="id")
+    assert len(recs) == 1000  # one row out per row in: nothing merged
+    assert recs[500].error is not None and recs[500].source["line"] == 502
+    assert [r.text for r in recs[501:]] == [f"row {i}" for i in range(501, 1000)]
+    assert all(r.error is None for r in recs[:500])
 
 
 def test_csv_header_only_empty_and_bom(tmp_path: Path) -> None:
@@ -372,7 +384,7 @@ def test_stdin_without_peek_or_short_reads() -> None:
 
 
 def test_default_stdin_is_sys_stdin(tmp_path: Path) -> None:
-    code = ("import sys; from producer.readers import iter_records; "
+    code = ("import sys; from llm_shield.producer.readers import iter_records; "
             "print([r.text for r in iter_records(['-'])])")
     out = subprocess.run([sys.executable, "-c", code], input=b"p\nq\n", capture_output=True, cwd=REPO, check=True)
     assert out.stdout.decode().strip() == "['p', 'q']"
@@ -520,7 +532,7 @@ def test_imports_without_onnxruntime_boto3_or_pyarrow() -> None:
             "for name in ('onnxruntime', 'boto3', 'pyarrow'):\n"
             "    sys.modules[name] = None  # importing it would fail\n"
             "import producer.readers, producer.sources\n"
-            "from producer.readers import iter_records\n"
+            "from llm_shield.producer.readers import iter_records\n"
             "print(len(list(iter_records(['samples/app.log']))))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO, text=True)
     assert out.returncode == 0, out.stderr

@@ -11,8 +11,8 @@ from unittest import mock
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from producer import readers
-from producer.readers import iter_records
+from llm_shield.producer import readers
+from llm_shield.producer.readers import iter_records
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -100,7 +100,8 @@ def test_jsonl_one_record_per_line(data: bytes, compress: bool, limit: int, id_f
 def test_csv_never_raises(data: bytes, compress: bool, limit: int, suffix: str, id_field: str | None) -> None:
     plain(data, compress)
     with mock.patch.object(readers, "_SLACK", 8):
-        records = read(b"text,id\n" + data, suffix, compress, max_text_chars=limit, id_field=id_field)
+        header = b"text\tid\n" if suffix == ".tsv" else b"text,id\n"
+        records = read(header + data, suffix, compress, max_text_chars=limit, id_field=id_field)
     assert [r.source["row"] for r in records] == list(range(len(records)))
     lines = [r.source["line"] for r in records]
     assert lines == sorted(lines)  # a lone \r also ends a CSV line, so two rows can share a physical line

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from producer import readers
-from producer.readers import expand_inputs, iter_records
-from shield.errors import InputError
+from llm_shield.producer import readers
+from llm_shield.producer.readers import expand_inputs, iter_records
+from llm_shield.errors import InputError
 
 
 def put(bucket: str, key: str, data: bytes | str) -> str:

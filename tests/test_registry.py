@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from shield.config import Variant
-from shield.errors import CatalogError, ChecksumMismatchError, ConfigError, ModelUnavailableError
-from shield.registry import Catalog, CatalogEntry, ModelFile, ensure_available, load_catalog, save_catalog
-from shield.registry.fetch import entry_dir, verify_local
-from shield.settings import ShieldSettings
+from llm_shield.config import Variant
+from llm_shield.errors import CatalogError, ChecksumMismatchError, ConfigError, ModelUnavailableError
+from llm_shield.registry import Catalog, CatalogEntry, ModelFile, ensure_available, load_catalog, save_catalog
+from llm_shield.registry.fetch import entry_dir, verify_local
+from llm_shield.settings import ShieldSettings
 
 FILES = {"model.onnx": b"\x08\x07onnx-bytes" * 5000, "tokenizer.json": b'{"tok": 1}', "config.json": b'{"id2label": {"0": "SAFE", "1": "INJECTION"}}'}
 

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shield.config import HybridMode
-from shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, ScanOptions
-from shield.settings import ShieldSettings
-from worker.loader import ModelLoader
-from worker.scan import BatchScanner
+from llm_shield.config import HybridMode
+from llm_shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, ScanOptions
+from llm_shield.settings import ShieldSettings
+from llm_shield.worker.loader import ModelLoader
+from llm_shield.worker.scan import BatchScanner
 
 texts = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400), max_size=12)
 

@@ -31,7 +31,7 @@ def _sample(folder: Path) -> Path:
 
 
 def _train(data: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "shield.cli", "models", "train", "--task", "prompt_injection",
+    return subprocess.run([sys.executable, "-m", "llm_shield.cli", "models", "train", "--task", "prompt_injection",
                            "--data", str(data), "--epochs", "1", "--out", str(out)],
                           cwd=REPO, text=True, capture_output=True, timeout=900,
                           env={**os.environ, "SHIELD_METRICS_PORT": "0"})
@@ -46,8 +46,8 @@ def test_training_is_deterministic_and_builds_into_the_onnx_model(tmp_path: Path
     assert "threshold" in done.stdout and "window penalty" in done.stdout
     assert first.read_bytes() == second.read_bytes()
 
-    from worker.modelbuild import build as build_module
-    from worker.modelbuild.finetune import load_artifact
+    from llm_shield.worker.modelbuild import build as build_module
+    from llm_shield.worker.modelbuild.finetune import load_artifact
 
     tensors, meta = load_artifact(first)
     assert meta["task"] == "prompt_injection" and meta["train_layers"] == 2 and 0 <= meta["threshold"] <= 1
@@ -55,10 +55,10 @@ def test_training_is_deterministic_and_builds_into_the_onnx_model(tmp_path: Path
     assert tensors["head.1.weight"].shape == (2, 256)
 
     # models build lays the artifact over the base weights; the ONNX model then equals the numpy reference
-    from shield.config import Variant
-    from shield.settings import ShieldSettings
-    from worker.modelbuild.reference import numpy_forward
-    from worker.modelbuild.weights import load_bert_weights, locate_weights
+    from llm_shield.config import Variant
+    from llm_shield.settings import ShieldSettings
+    from llm_shield.worker.modelbuild.reference import numpy_forward
+    from llm_shield.worker.modelbuild.weights import load_bert_weights, locate_weights
 
     monkeypatch.setattr(build_module, "artifact_path", lambda task: first)
     settings = ShieldSettings(home=tmp_path / "home", catalog=str(tmp_path / "home" / "catalog.json"))
@@ -87,7 +87,7 @@ def test_training_is_deterministic_and_builds_into_the_onnx_model(tmp_path: Path
 
 def test_train_names_the_extra_when_torch_is_missing(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from shield.cli import main; sys.argv = ['llm-shield', 'models', 'train', '--data', sys.argv[1]]; main()")
+            "from llm_shield.cli import main; sys.argv = ['llm-shield', 'models', 'train', '--data', sys.argv[1]]; main()")
     data = _sample(tmp_path / "data")
     done = subprocess.run([sys.executable, "-c", code, str(data)], cwd=REPO, text=True, capture_output=True, timeout=300)
     assert done.returncode == 2 and "pip install 'llm-shield-workers[train]'" in done.stderr

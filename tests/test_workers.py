@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from shield.celery_config import make_celery
-from shield.config import Variant
-from shield.contract import (
+from llm_shield.celery_config import make_celery
+from llm_shield.config import Variant
+from llm_shield.contract import (
     TASK_SCAN_BATCH,
     BatchOutcome,
     ScanBatch,
@@ -19,8 +19,8 @@ from shield.contract import (
     job_results_key,
     queue_for,
 )
-from shield.config import HybridMode
-from shield.settings import ShieldSettings
+from llm_shield.config import HybridMode
+from llm_shield.settings import ShieldSettings
 from tests.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,7 +63,7 @@ def test_each_variant_queue_is_served_by_its_own_worker(two_workers, redis_url: 
 
 
 def test_repeats_run_once_and_a_rescan_is_served_from_cache(two_workers, redis_url: str) -> None:
-    from shield.cache import ResultCache
+    from llm_shield.cache import ResultCache
 
     cache = ResultCache.from_url(redis_url, ShieldSettings().cache_settings())
     texts = [BENIGN, ATTACK, BENIGN, BENIGN, ATTACK, "third distinct text"]
@@ -143,7 +143,7 @@ def test_cache_cli_stats_and_clear(two_workers, redis_url: str, model_env: dict[
     client = redis.Redis.from_url(redis_url)
     client.set("broker-owned-key", "keep me")
     env = {**os.environ, **model_env}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "shield.cli", "cache", *a, "--broker", redis_url],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "llm_shield.cli", "cache", *a, "--broker", redis_url],  # noqa: E731
                                     env=env, capture_output=True, text=True, timeout=60)
     stats = run("stats", "--json")
     assert stats.returncode == 0, stats.stderr

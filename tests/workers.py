@@ -11,14 +11,15 @@ from pathlib import Path
 
 import redis
 
-from shield.contract import queue_for, ready_key
-from shield.local_redis import stop_group
+from llm_shield.contract import queue_for
+from llm_shield.liveness import live_members
+from llm_shield.local_redis import stop_group
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    """`celery -A worker.app worker` for one variant queue, as a child process group."""
+    """`celery -A llm_shield.worker.app worker` for one variant queue, as a child process group."""
 
     def __init__(self, broker_url: str, variant: str, env: dict[str, str], concurrency: int = 1,
                  log_dir: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
@@ -30,7 +31,7 @@ class WorkerProcess:
         full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queue_for(variant), "-c",
+            [sys.executable, "-m", "celery", "-A", "llm_shield.worker.app", "worker", "-Q", queue_for(variant), "-c",
              str(concurrency), "--pool", "prefork", "-n", self.name, "--without-gossip", "--without-mingle",
              "-l", "INFO"],
             env=full_env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -42,7 +43,7 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited: {self.log()[-3000:]}")
-            if client.scard(ready_key(self.variant)) >= processes:
+            if len(live_members(client, self.variant)) >= processes:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"worker not ready: {self.log()[-3000:]}")

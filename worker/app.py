@@ -1,4 +1,4 @@
-"""The worker's Celery app: `celery -A worker.app worker -Q shield.cpu.int8` (or `llm-shield worker`).
+"""The worker's Celery app: `celery -A llm_shield.worker.app worker -Q shield.cpu.int8` (or `llm-shield worker`).
 
 Models load in each pool process after the fork (`worker_process_init`), never in the parent.
 """
@@ -7,35 +7,54 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
+import signal
 import socket
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
-from celery import signals
+from llm_shield.settings import get_settings
+
+settings = get_settings()
+# Prefork children write their samples to files the parent sums up: the folder must be known before
+# prometheus_client is first imported, whichever way the worker was started (`llm-shield worker` or plain
+# `celery -A llm_shield.worker.app worker`). One we make here is removed at shutdown.
+_own_metrics_dir: str | None = None
+if settings.metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = tempfile.mkdtemp(prefix="shield-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+
+from celery import signals  # noqa: E402
 from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shield.celery_config import make_celery
-from shield.config import Variant
-from shield.contract import (
+from llm_shield import liveness  # noqa: E402
+from llm_shield.celery_config import make_celery  # noqa: E402
+from llm_shield.config import Variant  # noqa: E402
+from llm_shield.contract import (  # noqa: E402
     ML_SCANNERS,
     QUEUES,
     TASK_SCAN_BATCH,
     BatchOutcome,
     ScanBatch,
     TextResult,
+    cancelled_key,
+    claims_key,
     deliveries_key,
     job_results_key,
-    ready_key,
     served_models_key,
 )
-from shield.settings import get_settings
-from worker import metrics
+from llm_shield.worker import metrics  # noqa: E402
 
 log = logging.getLogger("shield.worker")
-settings = get_settings()
 app = make_celery(settings)
+#: This pool process, as the liveness set and batch claims name it.
+_member = ""
 
 #: Queue names this worker consumes, captured in the parent and inherited by the pool processes.
 _consumed_queues: list[str] = []
@@ -55,7 +74,7 @@ def _redis():  # type: ignore[no-untyped-def]
     if _client is None:
         import redis
 
-        _client = redis.Redis.from_url(app.conf.shield_redis_url, socket_timeout=10, socket_connect_timeout=5,
+        _client = redis.Redis.from_url(app.shield_redis_url, socket_timeout=10, socket_connect_timeout=5,
                                        health_check_interval=30)
     return _client
 
@@ -65,11 +84,84 @@ def _remember_queues(sender: str, instance, conf, **_: object) -> None:  # type:
     _consumed_queues[:] = list(instance.app.amqp.queues.consume_from)
 
 
+class _WithholdBodies(logging.Filter):
+    """Celery logs the body of a message it refuses (a pickle, an unknown task) in full; bodies hold users'
+    texts and whatever else a sender put there, so the logs get its size only."""
+
+    _BODY = re.compile(r"(body(?: was)?:\s*)(.*)", re.S | re.I)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot format is left alone
+            return True
+        if "body" in message.lower():
+            record.msg = self._BODY.sub(lambda m: f"{m[1]}<withheld, {len(m[2])} characters>", message)
+            record.args = None
+        return True
+
+
+def _withhold_bodies() -> None:
+    for name in ("celery.worker.consumer.consumer", "celery.worker.consumer", "celery.worker.strategy",
+                 "kombu.messaging", "celery.worker.request"):
+        logging.getLogger(name).addFilter(_WithholdBodies())
+
+
+_withhold_bodies()
+
+
+def _fatal(message: str) -> None:
+    """One line on stderr (and in the log), then the whole worker stops: it must not look ready."""
+    log.critical(message)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def _unservable_models(variants: list[Variant]) -> list[str]:
+    """What keeps this worker from serving its models (empty when they can all be fetched and verified)."""
+    from llm_shield.errors import ShieldError
+    from llm_shield.registry import load_catalog
+    from llm_shield.registry.fetch import fetch_entry
+
+    try:
+        catalog = load_catalog(settings.catalog_location)
+    except ShieldError as exc:
+        return [str(exc)]
+    problems = []
+    for variant in variants:
+        entries = [e for e in catalog.models if e.variant == variant and e.task in ML_SCANNERS]
+        if not entries:
+            problems.append(f"the catalog {settings.catalog_location} has no model for variant {variant.value}")
+        for entry in entries:
+            try:
+                fetch_entry(entry, settings)
+            except ShieldError as exc:
+                problems.append(f"{entry.id}: {exc}")
+    return problems
+
+
 @signals.worker_init.connect
-def _start_metrics(**_: object) -> None:
+def _start_metrics(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
+    """In the parent, before any pool process starts: models must be servable, then metrics are served."""
     if settings.heartbeat_file:  # a file left by a previous run must not say "ready" before models load
         Path(settings.heartbeat_file).unlink(missing_ok=True)
-    metrics.serve(settings.metrics_port)
+    queues = list(sender.app.amqp.queues.consume_from) if sender is not None else []
+    problems = _unservable_models(variants_for(queues) or [Variant.int8])
+    if problems and not settings.allow_missing_models:
+        _fatal(f"cannot serve the models: {problems[0]}"
+               + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+               + "; fix the catalog (`llm-shield models list/verify`), or set SHIELD_ALLOW_MISSING_MODELS=true "
+               "to answer with heuristics instead")
+        _remove_metrics_dir()
+        raise SystemExit(3)
+    for problem in problems:
+        log.warning("serving heuristics instead of a model (SHIELD_ALLOW_MISSING_MODELS): %s", problem)
+    metrics.serve(settings.metrics_port, settings.metrics_address)
+
+
+@signals.worker_shutdown.connect
+def _remove_metrics_dir(**_: object) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 @signals.heartbeat_sent.connect
@@ -83,30 +175,116 @@ def _heartbeat(**_: object) -> None:
 @signals.worker_process_shutdown.connect
 def _process_down(pid: int | None = None, **_: object) -> None:
     metrics.mark_process_dead(pid or os.getpid())
+    if _member:
+        try:
+            for variant in variants_for(_consumed_queues) or [Variant.int8]:
+                liveness.leave(_redis(), variant, _member)
+        except Exception:  # noqa: BLE001 - Redis gone: the entry ages out
+            pass
+
+
+def _beat_forever(variants: list[Variant], client, member: str, nodes: bool) -> None:  # type: ignore[no-untyped-def]
+    """A heartbeat (a daemon thread: it dies with its process, and so does the beat)."""
+    while True:
+        try:
+            for variant in variants:
+                liveness.beat(client, variant, member, nodes=nodes)
+        except Exception as exc:  # noqa: BLE001 - Redis away for a moment: the next beat tries again
+            log.debug("heartbeat failed: %s", exc)
+        time.sleep(liveness.BEAT_SECONDS)
+
+
+# The node (the parent process, which receives the messages and hands them to the pool) has its own client
+# and heartbeat: pool processes forked later must not share its connection.
+_node_client = None
+_node_member = ""
+
+
+def _node_redis():  # type: ignore[no-untyped-def]
+    global _node_client
+    if _node_client is None:
+        import redis
+
+        _node_client = redis.Redis.from_url(app.shield_redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                            health_check_interval=30)
+    return _node_client
+
+
+@signals.worker_ready.connect
+def _node_ready(**_: object) -> None:
+    global _node_member
+    _node_member = f"{socket.gethostname()}:{os.getpid()}"
+    variants = variants_for(_consumed_queues) or [Variant.int8]
+    liveness.beat(_node_redis(), variants[0], _node_member, nodes=True)
+    threading.Thread(target=_beat_forever, args=(variants, _node_redis(), _node_member, True),
+                     name="shield-node-heartbeat", daemon=True).start()
+
+
+@signals.task_received.connect
+def _claim(request=None, **_: object) -> None:  # type: ignore[no-untyped-def]
+    """Record which node holds a batch: if that node dies, the producer sends the batch again at once instead
+    of waiting for the broker's visibility timeout."""
+    try:
+        if request is None or request.name != TASK_SCAN_BATCH or not _node_member:
+            return
+        payload = request.args[0] if request.args else request.kwargs.get("payload")
+        job_id, index = payload["job_id"], payload["batch_index"]
+        pipe = _node_redis().pipeline(transaction=False)
+        pipe.hset(claims_key(job_id), str(index), _node_member)
+        pipe.expire(claims_key(job_id), settings.result_ttl_seconds)
+        pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - a claim is an optimisation: the visibility timeout still applies
+        log.warning("could not record the claim of a batch: %s", exc)
+
+
+@signals.worker_shutdown.connect
+def _node_down(**_: object) -> None:
+    if _node_member:
+        try:
+            for variant in variants_for(_consumed_queues) or [Variant.int8]:
+                liveness.leave(_node_redis(), variant, _node_member, nodes=True)
+        except Exception:  # noqa: BLE001 - Redis gone: the entry ages out
+            pass
 
 
 @signals.worker_process_init.connect
 def _load_models(**_: object) -> None:
     """Create this process's sessions for the models its queues serve and publish what it serves."""
-    from shield.cache import ResultCache
-    from shield.errors import ShieldError
-    from worker.loader import ModelLoader
-    from worker.scan import BatchScanner
+    from llm_shield.cache import ResultCache
+    from llm_shield.errors import ShieldError
+    from llm_shield.worker.loader import ModelLoader
+    from llm_shield.worker.scan import BatchScanner
 
-    global _scanner
-    cache_url = settings.cache_url_value() or app.conf.shield_redis_url
+    global _scanner, _member
+    cache_url = settings.cache_url_value() or app.shield_redis_url
     cache = ResultCache.from_url(cache_url, settings.cache_settings())
     _scanner = BatchScanner(settings=settings, loader=ModelLoader(settings), cache=cache)
+    _member = f"{socket.gethostname()}:{os.getpid()}"
     variants = variants_for(_consumed_queues) or [Variant.int8]
+    try:
+        entries = _scanner.loader.catalog.models
+    except ShieldError as exc:  # only with SHIELD_ALLOW_MISSING_MODELS: the parent's check stops the worker
+        log.warning("serving heuristics only: %s", exc)
+        entries = []
     for variant in variants:
         for scanner in ML_SCANNERS:
+            if not any(e.task == scanner and e.variant == variant for e in entries):
+                continue  # not in the catalog: jobs asking for it get heuristics or error rows
             try:
                 model = _scanner.engine(scanner, variant.value).model
             except ShieldError as exc:
-                log.warning("not preloading %s/%s: %s", scanner, variant.value, exc)
-                continue
+                if settings.allow_missing_models:
+                    log.warning("serving heuristics for %s/%s (SHIELD_ALLOW_MISSING_MODELS): %s",
+                                scanner, variant.value, exc)
+                    continue
+                _fatal(f"cannot load {scanner}/{variant.value}: {exc}; the worker stops "
+                       "(SHIELD_ALLOW_MISSING_MODELS=true answers with heuristics instead)")
+                os.kill(os.getppid(), signal.SIGTERM)  # the whole worker, not just this process
+                os._exit(3)
             _redis().hset(served_models_key(variant), scanner, model.served().model_dump_json())
-        _redis().sadd(ready_key(variant), f"{socket.gethostname()}:{os.getpid()}")
+        liveness.beat(_redis(), variant, _member)
+    threading.Thread(target=_beat_forever, args=(variants, _redis(), _member, False), name="shield-heartbeat",
+                     daemon=True).start()
     touch_heartbeat()
 
 
@@ -134,8 +312,14 @@ def scan_batch(self, payload: dict) -> None:  # type: ignore[no-untyped-def]
     batch = ScanBatch.model_validate(payload)
     client = _redis()
     key = deliveries_key(batch.job_id, batch.batch_index)
-    deliveries = client.incr(key)
-    client.expire(key, settings.result_ttl_seconds)
+    pipe = client.pipeline()
+    pipe.exists(cancelled_key(batch.job_id))
+    pipe.incr(key)
+    pipe.expire(key, settings.result_ttl_seconds)
+    cancelled, deliveries = pipe.execute()[:2]
+    if cancelled:  # the producer was interrupted: nobody will read this batch's outcome
+        log.info("batch %s/%d dropped: its job was cancelled", batch.job_id, batch.batch_index)
+        return
     if deliveries > settings.max_deliveries:
         metrics.ERRORS.labels("poison_batch").inc()
         results = _error_results(len(batch.texts), (
@@ -144,7 +328,7 @@ def scan_batch(self, payload: dict) -> None:  # type: ignore[no-untyped-def]
     else:
         started = time.perf_counter()
         try:
-            results = _scanner_instance().scan(batch.texts, batch.options)
+            results = _scanner_instance().scan(batch.texts, batch.options, count_lookups=not batch.cache_checked)
         except SoftTimeLimitExceeded:
             metrics.ERRORS.labels("time_limit").inc()
             results = _error_results(len(batch.texts), (

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shield.config import InferenceMetrics
-from shield.contract import MLScore
-from worker.loader import LoadedModel
-from worker.tokenizer import Window
+from llm_shield.config import InferenceMetrics
+from llm_shield.contract import MLScore
+from llm_shield.worker.loader import LoadedModel
+from llm_shield.worker.tokenizer import Window
 
 #: Upper bound on windows per run, whatever the token budget allows.
 MAX_BATCH_WINDOWS = 256

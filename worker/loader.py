@@ -11,13 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shield.config import Variant
-from shield.contract import ModelRef, ServedModel, WindowConfig
-from shield.registry import Catalog, CatalogEntry, ensure_available, load_catalog
-from shield.registry.catalog import MODEL_FILE
-from shield.settings import ShieldSettings, get_settings
-from worker.session import create_session, read_verified
-from worker.tokenizer import TextTokenizer
+from llm_shield.config import Variant
+from llm_shield.contract import ModelRef, ServedModel, WindowConfig
+from llm_shield.registry import Catalog, CatalogEntry, ensure_available, load_catalog
+from llm_shield.registry.catalog import MODEL_FILE
+from llm_shield.settings import ShieldSettings, get_settings
+from llm_shield.worker.session import create_session, read_verified
+from llm_shield.worker.tokenizer import TextTokenizer
 
 log = logging.getLogger("shield.worker.loader")
 

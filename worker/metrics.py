@@ -30,8 +30,8 @@ ERRORS = Counter("shield_errors_total", "Errors by kind", ["kind"])
 TEXTS = Counter("shield_texts_total", "Texts scanned by the workers, by how they were answered", ["source"])
 
 
-def serve(port: int) -> None:
-    """Serve the aggregated metrics of all pool processes on `port` (call in the pool's parent)."""
+def serve(port: int, address: str = "127.0.0.1") -> None:
+    """Serve the aggregated metrics of all pool processes on `address:port` (call in the pool's parent)."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -41,10 +41,10 @@ def serve(port: int) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     try:
-        start_http_server(port, registry=registry)
-        log.info("metrics on :%d/metrics", port)
+        start_http_server(port, addr=address, registry=registry)
+        log.info("metrics on %s:%d/metrics", address, port)
     except OSError as exc:
-        log.warning("metrics server not started on port %d: %s", port, exc)
+        log.warning("metrics server not started on %s:%d: %s", address, port, exc)
 
 
 def mark_process_dead(pid: int) -> None:

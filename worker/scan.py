@@ -6,13 +6,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from shield.contract import MLScore, ScanOptions, ServedModel, TextResult, ml_cache_key
-from shield.detection.decide import assemble, plan_text
-from shield.errors import ShieldError
-from shield.settings import ShieldSettings
-from worker import metrics
-from worker.inference import InferenceEngine
-from worker.loader import ModelLoader
+from llm_shield.contract import MLScore, ScanOptions, ServedModel, TextResult, ml_cache_key
+from llm_shield.detection.decide import assemble, plan_text
+from llm_shield.errors import ShieldError
+from llm_shield.settings import ShieldSettings
+from llm_shield.worker import metrics
+from llm_shield.worker.inference import InferenceEngine
+from llm_shield.worker.loader import ModelLoader
 
 log = logging.getLogger("shield.worker.scan")
 
@@ -63,13 +63,13 @@ class BatchScanner:
             self.engines[key] = InferenceEngine(model, self.settings.max_batch_tokens)
         return self.engines[key]
 
-    def scan(self, texts: list[str], options: ScanOptions) -> list[TextResult]:
+    def scan(self, texts: list[str], options: ScanOptions, count_lookups: bool = True) -> list[TextResult]:
         """Results for `texts`, in order; repeated texts are scanned once. Texts over the size limit (which
         a producer never sends, but any broker client could) become error results."""
         limit = self.settings.max_text_chars
         if any(len(t) > limit for t in texts):
             keep = [t for t in texts if len(t) <= limit]
-            done = iter(self.scan(keep, options))
+            done = iter(self.scan(keep, options, count_lookups))
             too_long = TextResult(valid=False, error=f"text is over the limit of {limit} characters")
             return [next(done) if len(t) <= limit else too_long for t in texts]
         unique = list(dict.fromkeys(texts))
@@ -86,7 +86,7 @@ class BatchScanner:
             if engine is None:
                 continue
             served[name] = engine.model.served()
-            found = self._run_scanner(name, engine, group, options, errors, from_cache)
+            found = self._run_scanner(name, engine, group, options, errors, from_cache, count_lookups)
             for text, score in found.items():
                 scores[text][name] = score
         by_text = {t: assemble(t, options, plans[t], scores[t], served, errors,
@@ -109,14 +109,20 @@ class BatchScanner:
             return None
 
     def _run_scanner(self, name: str, engine: InferenceEngine, group: list[str], options: ScanOptions,
-                     errors: dict[str, str], from_cache: dict[str, bool]) -> dict[str, MLScore]:
+                     errors: dict[str, str], from_cache: dict[str, bool],
+                     count_lookups: bool = True) -> dict[str, MLScore]:
         model, window = engine.model.ref, engine.model.window
         keys = [ml_cache_key(name, model, window, t) for t in group]
         found: dict[str, MLScore] = {}
         if self.cache is not None:
-            for text, raw in zip(group, self.cache.get_many(keys)):
-                if raw is not None:
+            for text, raw in zip(group, self.cache.get_many(keys, count=count_lookups)):
+                if raw is None:
+                    continue
+                try:
                     found[text] = MLScore.model_validate_json(raw)
+                except ValueError:  # a damaged entry is a miss; the fresh score below overwrites it
+                    metrics.ERRORS.labels("cache_corrupt").inc()
+                    log.warning("unreadable cache entry for a %s text: treated as a miss and replaced", name)
         metrics.CACHE_LOOKUPS.labels("hit").inc(len(found))
         misses = [t for t in group if t not in found]
         metrics.CACHE_LOOKUPS.labels("miss").inc(len(misses))

@@ -6,10 +6,10 @@ import hashlib
 import logging
 from pathlib import Path
 
-from shield.config import Variant
-from shield.errors import ChecksumMismatchError, ModelUnavailableError
-from shield.node import intra_op_threads
-from shield.settings import ShieldSettings
+from llm_shield.config import Variant
+from llm_shield.errors import ChecksumMismatchError, ModelUnavailableError
+from llm_shield.node import intra_op_threads
+from llm_shield.settings import ShieldSettings
 
 log = logging.getLogger("shield.worker.session")
 

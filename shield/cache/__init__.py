@@ -1,5 +1,5 @@
 """The shared Redis result cache (see `shield.cache.result_cache`)."""
 
-from shield.cache.result_cache import CacheStats, ResultCache
+from llm_shield.cache.result_cache import CacheStats, ResultCache
 
 __all__ = ["CacheStats", "ResultCache"]

@@ -8,7 +8,8 @@ on one shard::
     shield:{cache}:v<CACHE_SCHEMA_VERSION>:values   hash   digest -> value bytes
     shield:{cache}:v<CACHE_SCHEMA_VERSION>:lru      zset   digest, scored by last access (server TIME, µs)
     shield:{cache}:v<CACHE_SCHEMA_VERSION>:exp      zset   digest, scored by expiry (insertion + TTL, µs)
-    shield:{cache}:v<CACHE_SCHEMA_VERSION>:stats    hash   hits, misses, inserts, updates, evictions, expired
+    shield:{cache}:v<CACHE_SCHEMA_VERSION>:stats    hash   hits, misses, inserts, updates, evictions, expired,
+                                                           corrupt
 
 Hash fields and index members are the raw digests (not hex). The values live in one hash rather than one
 key per entry because eviction chooses its victims inside the script, and a script may only touch keys
@@ -52,9 +53,9 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from shield.config import CacheSettings
-from shield.contract import CACHE_SCHEMA_VERSION, KEY_PREFIX
-from shield.errors import ConfigError, TransientError
+from llm_shield.config import CacheSettings
+from llm_shield.contract import CACHE_SCHEMA_VERSION, KEY_PREFIX
+from llm_shield.errors import ConfigError, TransientError
 
 log = logging.getLogger("shield.cache")
 
@@ -82,7 +83,7 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.
 _HERE = Path(__file__).resolve().parent
 _LOOKUP_LUA = (_HERE / "lookup.lua").read_text()
 _INSERT_LUA = (_HERE / "insert.lua").read_text()
-_COUNTERS = ("hits", "misses", "inserts", "updates", "evictions", "expired")
+_COUNTERS = ("hits", "misses", "inserts", "updates", "evictions", "expired", "corrupt")
 
 
 class CacheStats(BaseModel):
@@ -98,6 +99,7 @@ class CacheStats(BaseModel):
     updates: int = Field(default=0, description="Writes that overwrote a live entry")
     evictions: int = 0
     expired: int = Field(default=0, description="Expired entries purged (on write) or dropped (on read)")
+    corrupt: int = Field(default=0, description="Unreadable entries met by a lookup, treated as misses and removed")
     entries: int = Field(default=0, description="ZCARD of the LRU index")
     memory_bytes: int | None = Field(
         default=None,
@@ -162,12 +164,16 @@ class ResultCache:
         """False when the settings turn the cache off: every call is then a no-op that never touches Redis."""
         return self.settings.enabled and self.settings.max_entries > 0
 
-    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """The values of `keys` in order, None for each miss, in one round trip. Never raises for a dead Redis."""
+    def get_many(self, keys: Sequence[bytes], count: bool = True) -> list[bytes | None]:
+        """The values of `keys` in order, None for each miss, in one round trip. Never raises for a dead Redis.
+
+        `count=False` leaves the hit/miss counters alone: for a worker looking up again texts that the producer
+        already looked up (and counted), so that `cache stats` counts each text's lookup once."""
         if not keys or not self.enabled:
             return [None] * len(keys)
         _check_digests(keys)
-        argvs = [list(keys[i : i + SCRIPT_BATCH]) for i in range(0, len(keys), SCRIPT_BATCH)]
+        flag = b"1" if count else b"0"
+        argvs = [[flag, *keys[i : i + SCRIPT_BATCH]] for i in range(0, len(keys), SCRIPT_BATCH)]
         try:
             replies = self._call(self._lookup, argvs)
         except UNAVAILABLE_ERRORS as exc:
@@ -196,6 +202,23 @@ class ResultCache:
             return 0
         self.available = True
         return sum(int(reply[1]) for reply in replies)
+
+    def delete_many(self, keys: Sequence[bytes]) -> int:
+        """Remove entries (ones that could not be read); counted as `corrupt`. Never raises for a dead Redis."""
+        if not keys or not self.enabled:
+            return 0
+        _check_digests(keys)
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hdel(self.values_key, *keys)
+            pipe.zrem(self.lru_key, *keys)
+            pipe.zrem(self.exp_key, *keys)
+            pipe.hincrby(self.stats_key, "corrupt", len(keys))
+            removed = pipe.execute()[0]
+        except UNAVAILABLE_ERRORS as exc:
+            self._unavailable(exc)
+            return 0
+        return int(removed)
 
     def stats(self) -> CacheStats:
         """Shared counters, entry count and memory (exact up to 1,000 entries, sampled above).

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from shield.config import DetectionMethod, HybridMode
-from shield.contract import (
+from llm_shield.config import DetectionMethod, HybridMode
+from llm_shield.contract import (
     HEURISTIC_SCANNERS,
     ML_SCANNERS,
     Allowlist,
@@ -22,7 +22,7 @@ from shield.contract import (
     ServedModel,
     TextResult,
 )
-from shield.detection.heuristics import CONFIDENT, HEURISTICS, HeuristicVerdict
+from llm_shield.detection.heuristics import CONFIDENT, HEURISTICS, HeuristicVerdict
 
 ARM_ML = "ml"
 ARM_HEURISTIC = "heuristic"

@@ -7,10 +7,10 @@ import json
 import re
 from pathlib import Path
 
-from shield.config import Variant
-from shield.errors import CatalogError
-from shield.registry.catalog import MODEL_FILE, Catalog, CatalogEntry, ModelFile, load_catalog, save_catalog
-from shield.settings import ShieldSettings
+from llm_shield.config import Variant
+from llm_shield.errors import CatalogError
+from llm_shield.registry.catalog import MODEL_FILE, Catalog, CatalogEntry, ModelFile, load_catalog, save_catalog
+from llm_shield.settings import ShieldSettings
 
 RISKY = re.compile(r"injection|jailbreak|toxic|negative|unsafe|malicious|attack|hate|insult|threat|label_1", re.I)
 

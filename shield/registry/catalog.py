@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from shield.config import Variant
-from shield.contract import ModelRef
-from shield.errors import CatalogError
+from llm_shield.config import Variant
+from llm_shield.contract import ModelRef
+from llm_shield.errors import CatalogError
 
 CATALOG_VERSION = 1
 #: Entry ids and file names become path components in the cache folder: nothing that could climb out of it.
@@ -142,7 +142,7 @@ def load_catalog(location: str | Path) -> Catalog:
     """Read a catalog from a path or a file://, http(s):// or s3:// URL."""
     location = str(location)
     if location.startswith(("http://", "https://", "s3://")):
-        from shield.registry.transfer import read_url
+        from llm_shield.registry.transfer import read_url
 
         return parse_catalog(read_url(location), location)
     path = Path(location.removeprefix("file://"))

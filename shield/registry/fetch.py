@@ -14,11 +14,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from shield.config import Variant
-from shield.errors import ChecksumMismatchError, ConfigError, ModelUnavailableError
-from shield.registry.catalog import Catalog, CatalogEntry, ModelFile, load_catalog
-from shield.registry.transfer import CHUNK, file_path, open_url
-from shield.settings import ShieldSettings, get_settings
+from llm_shield.config import Variant
+from llm_shield.errors import ChecksumMismatchError, ConfigError, ModelUnavailableError
+from llm_shield.registry.catalog import Catalog, CatalogEntry, ModelFile, load_catalog
+from llm_shield.registry.transfer import CHUNK, file_path, open_url
+from llm_shield.settings import ShieldSettings, get_settings
 
 log = logging.getLogger("shield.registry")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from shield.errors import ModelUnavailableError
+from llm_shield.errors import ModelUnavailableError
 
 CHUNK = 1 << 20
 

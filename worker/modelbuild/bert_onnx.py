@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from worker.modelbuild.weights import BertConfig
+from llm_shield.worker.modelbuild.weights import BertConfig
 
 MASK_VALUE = -10000.0  # finite and exact in float16, large enough that exp() underflows to 0 after softmax
 POOLING_PREFIX = "pooling/"

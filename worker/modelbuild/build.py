@@ -24,18 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from shield.config import Variant
-from shield.detection.decide import HEURISTIC_THRESHOLD
-from shield.detection.heuristics import CONFIDENT, HEURISTICS
-from shield.errors import ConfigError
-from shield.registry import Catalog, CatalogEntry, ModelFile, load_catalog, save_catalog
-from shield.registry.catalog import MODEL_FILE
-from shield.settings import ShieldSettings
-from worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS, build_classifier_graph, pooling_layers
-from worker.modelbuild.heads import precision_recall_f1, train_mlp_ensemble
-from worker.modelbuild.train import artifact_path
-from worker.modelbuild.variants import save_model, to_fp16, to_int8
-from worker.modelbuild.weights import load_bert_weights, locate_weights
+from llm_shield.config import Variant
+from llm_shield.detection.decide import HEURISTIC_THRESHOLD
+from llm_shield.detection.heuristics import CONFIDENT, HEURISTICS
+from llm_shield.errors import ConfigError
+from llm_shield.registry import Catalog, CatalogEntry, ModelFile, load_catalog, save_catalog
+from llm_shield.registry.catalog import MODEL_FILE
+from llm_shield.settings import ShieldSettings
+from llm_shield.worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS, build_classifier_graph, pooling_layers
+from llm_shield.worker.modelbuild.heads import precision_recall_f1, train_mlp_ensemble
+from llm_shield.worker.modelbuild.train import artifact_path
+from llm_shield.worker.modelbuild.variants import save_model, to_fp16, to_int8
+from llm_shield.worker.modelbuild.weights import load_bert_weights, locate_weights
 
 log = logging.getLogger("shield.modelbuild")
 
@@ -66,9 +66,17 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def default_data_dir() -> Path:
-    """The repository's `data/` folder (an editable install), else `./data`."""
+    """The repository's `data/` folder in a checkout; in an installed wheel, the copy of what the build reads
+    (`llm_shield.builddata`: the test splits and the sentiment training set)."""
     repo_data = Path(__file__).resolve().parents[2] / "data"
-    return repo_data if repo_data.is_dir() else Path("data").resolve()
+    if (repo_data / "prompt_injection").is_dir():
+        return repo_data
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_shield.builddata")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path("data").resolve()
 
 
 def read_split(path: Path, spec: TaskSpec) -> tuple[list[str], np.ndarray]:
@@ -95,14 +103,14 @@ class Embedder:
     def __init__(self, model_path: Path, tokenizer_path: Path) -> None:
         import onnxruntime as ort
 
-        from worker.tokenizer import TextTokenizer
+        from llm_shield.worker.tokenizer import TextTokenizer
 
         self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         self.tokenizer = TextTokenizer(tokenizer_path, MAX_LENGTH, stride=0, max_windows=1)
         self.output = self.session.get_outputs()[0].name
 
     def run(self, texts: list[str]) -> np.ndarray:
-        from worker.inference import plan_batches
+        from llm_shield.worker.inference import plan_batches
 
         windows = self.tokenizer.encode(texts).windows  # one window per text (max_windows=1)
         out = np.zeros((len(windows), self.session.get_outputs()[0].shape[-1]), dtype=np.float64)
@@ -157,11 +165,11 @@ def evaluate(task: str, model_path: Path, tokenizer_path: Path, texts: list[str]
     """Held-out precision, recall and F1 of the model alone, and of the scanner in its default hybrid mode."""
     import onnxruntime as ort
 
-    from worker.tokenizer import TextTokenizer
+    from llm_shield.worker.tokenizer import TextTokenizer
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     tok = TextTokenizer(tokenizer_path, MAX_LENGTH, stride=32, max_windows=8)
-    from worker.inference import plan_batches, softmax, window_adjusted
+    from llm_shield.worker.inference import plan_batches, softmax, window_adjusted
 
     encoded = tok.encode(texts)
     risk = np.zeros(len(encoded.windows))
@@ -205,7 +213,7 @@ def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics
 
 def trained_model(task: str, weights_dir: Path) -> tuple[dict, dict[str, np.ndarray], list] | None:
     """(metadata, fine-tuned encoder tensors, head) of the task's trained artifact, checked against the base."""
-    from worker.modelbuild.finetune import load_artifact
+    from llm_shield.worker.modelbuild.finetune import load_artifact
 
     tensors, meta = load_artifact(artifact_path(task))
     base = sha256_of(weights_dir / "model.safetensors")

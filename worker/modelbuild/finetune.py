@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.modelbuild.weights import BertConfig
+from llm_shield.worker.modelbuild.weights import BertConfig
 
 log = logging.getLogger("shield.modelbuild.train")
 
@@ -55,7 +55,7 @@ def _torch():
     try:
         import torch
     except ImportError:
-        from shield.errors import ConfigError
+        from llm_shield.errors import ConfigError
 
         raise ConfigError("training needs PyTorch: pip install 'llm-shield-workers[train]' "
                           "(or `pip install torch`); running the models never does") from None
@@ -183,7 +183,7 @@ class WindowSet:
 def windows_for(tokenizer_path: Path, texts: list[str], labels: list[int], weights: list[float],
                 max_length: int, stride: int, max_windows: int) -> WindowSet:
     """Every text's windows (as the workers cut them), each with its text's label and a share of its weight."""
-    from worker.tokenizer import TextTokenizer
+    from llm_shield.worker.tokenizer import TextTokenizer
 
     tok = TextTokenizer(tokenizer_path, max_length, stride=stride, max_windows=max_windows)
     ids: list[np.ndarray] = []
@@ -334,7 +334,7 @@ def load_artifact(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    from shield.errors import ModelUnavailableError
+    from llm_shield.errors import ModelUnavailableError
 
     try:
         tensors = load_file(str(path))

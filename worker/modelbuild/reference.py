@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS
-from worker.modelbuild.weights import BertConfig
+from llm_shield.worker.modelbuild.bert_onnx import MULTI_POOLING_LAYERS
+from llm_shield.worker.modelbuild.weights import BertConfig
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shield import calibration
-from shield.errors import ConfigError
-from worker.modelbuild import finetune
+from llm_shield import calibration
+from llm_shield.errors import ConfigError
+from llm_shield.worker.modelbuild import finetune
 
 log = logging.getLogger("shield.modelbuild.train")
 
@@ -56,8 +56,8 @@ def train_task(task: str, data_dir: Path, out: Path | None = None, weights_sourc
                settings: finetune.TrainSettings | None = None,
                target_fpr: float = calibration.DEFAULT_TARGET_FPR) -> dict:
     """Train `task`, write its artifact; returns the artifact's metadata."""
-    from worker.modelbuild.build import MAX_LENGTH, TASKS
-    from worker.modelbuild.weights import load_bert_weights, locate_weights
+    from llm_shield.worker.modelbuild.build import MAX_LENGTH, TASKS
+    from llm_shield.worker.modelbuild.weights import load_bert_weights, locate_weights
 
     torch = finetune._torch()
     settings = settings or finetune.TrainSettings()
@@ -104,8 +104,8 @@ def train_task(task: str, data_dir: Path, out: Path | None = None, weights_sourc
 def calibrate_task(task: str, data_dir: Path, artifact: Path | None = None, weights_source: str | None = None,
                    target_fpr: float = calibration.DEFAULT_TARGET_FPR) -> dict:
     """Choose a trained artifact's operating point again on the validation split (no training); rewrites it."""
-    from worker.modelbuild.build import TASKS
-    from worker.modelbuild.weights import load_bert_weights, locate_weights
+    from llm_shield.worker.modelbuild.build import TASKS
+    from llm_shield.worker.modelbuild.weights import load_bert_weights, locate_weights
 
     torch = finetune._torch()
     torch.set_num_threads(finetune.TrainSettings().threads)
@@ -129,7 +129,7 @@ def calibrate_task(task: str, data_dir: Path, artifact: Path | None = None, weig
 
 def _operating_point(top, frozen, bias, tokenizer: Path, val_rows: list[dict], spec, target_fpr: float) -> dict:
     """Window penalty and threshold for `target_fpr` on the validation rows, with what they give there."""
-    from worker.modelbuild.build import MAX_LENGTH
+    from llm_shield.worker.modelbuild.build import MAX_LENGTH
 
     val_texts, val_y = labelled(val_rows, spec.labels, spec.risk_label)
     vdata = finetune.windows_for(tokenizer, val_texts, val_y, [1.0] * len(val_texts), MAX_LENGTH, VAL_STRIDE,

