@@ -120,6 +120,7 @@ def run_scan(request: ScanRequest, settings: ShieldSettings) -> JobStats:
         csv_column=request.read.csv_column, max_text_chars=settings.max_text_chars))
     first = next(records, None)  # reads the first header: a missing CSV column stops here, before any work
     records = chain([first], records) if first is not None else iter(())
+    _check_csv_headers(inputs[1:], request.read, settings)
     writer = ResultWriter(request.output, resume=request.resume, overwrite=request.overwrite)
     job: ScanJob | None = None
     with ExitStack() as stack, _sigterm_as_interrupt():
@@ -154,6 +155,17 @@ def run_scan(request: ScanRequest, settings: ShieldSettings) -> JobStats:
             raise ScanIncompleteError(f"{exc} ({_stopped_message('stopped', done, request)})") from None
         job.stats.resumed_from = writer.skip
         return job.stats
+
+
+def _check_csv_headers(inputs: list[str], read: ReadOptions, settings: ShieldSettings) -> None:
+    """The headers of the other local CSV/TSV inputs, before any work (S3 objects and stdin: when reached)."""
+    from llm_shield.producer.readers import detect_format, is_s3, iter_records
+
+    for uri in inputs:
+        kind = read.fmt or detect_format(uri)
+        if kind in ("csv", "tsv") and uri != "-" and not is_s3(uri):
+            next(iter(iter_records([uri], fmt=read.fmt, text_field=read.text_field, id_field=read.id_field,
+                                   csv_column=read.csv_column, max_text_chars=settings.max_text_chars)), None)
 
 
 def _stopped_message(what: str, done: int, request: ScanRequest) -> str:

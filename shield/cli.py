@@ -151,14 +151,14 @@ def worker(
     """Start a Celery worker pool for the named variant queue(s); models load in each pool process."""
     if not broker:
         raise ConfigError("no broker: pass --broker redis://HOST:PORT/0 or set SHIELD_REDIS_URL")
+    from llm_shield.checks import check_broker_url
+
+    check_broker_url(broker)
     settings = get_settings()
     processes = concurrency or worker_processes(settings, variant)
     os.environ["SHIELD_REDIS_URL"] = broker
     os.environ["SHIELD_WORKER_CONCURRENCY"] = str(processes)
-    if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shield-metrics-")
+    # the metrics folder is made (and removed at shutdown) by llm_shield.worker.app itself
     queues = ",".join(QUEUES[v] for v in variant)
     argv = [sys.executable, "-m", "celery", "-A", "llm_shield.worker.app", "worker", "-Q", queues, "-c", str(processes),
             "--pool", "prefork", "-l", loglevel, "-E"]
@@ -180,7 +180,14 @@ def _broker(value: str | None, settings) -> str | None:  # type: ignore[no-untyp
     from llm_shield.checks import check_broker_url
 
     if value:
-        return check_broker_url(value)
+        from urllib.parse import urlsplit
+
+        check_broker_url(value)
+        if urlsplit(value).password:
+            logging.getLogger("shield.cli").warning(
+                "the password in --broker is visible to every user in `ps`; use SHIELD_REDIS_URL or "
+                "SHIELD_REDIS_PASSWORD_FILE instead")
+        return value
     return check_broker_url(settings.redis_url_value(), flag="SHIELD_REDIS_URL")
 
 
@@ -297,6 +304,7 @@ def models_calibrate(
     from llm_shield.thresholds import CalibratedThreshold, load_thresholds, save_thresholds
 
     settings = get_settings()
+    broker = _broker(broker, settings)
     scanners = tuple(scanner or ("prompt_injection",))
     check_ml_scanners(scanners)
     benign_texts = read_texts(benign, text_field, fmt, settings)
@@ -352,6 +360,7 @@ def eval_command(
     if scanner not in ML_SCANNERS + HEURISTIC_SCANNERS:
         raise ConfigError(f"unknown scanner {scanner!r}; choose from {list(ML_SCANNERS + HEURISTIC_SCANNERS)}")
     settings = get_settings()
+    broker = _broker(broker, settings)
     rows = read_labelled(files, text_field, label_field, kind_field, positive or DEFAULT_POSITIVE)
     thresholds = {**calibrated_thresholds(settings, variant, (scanner,)), **_parse_thresholds(threshold or [])}
     results = scan_texts([r.text for r in rows], (scanner,), variant, mode, settings, broker, thresholds)
@@ -412,6 +421,9 @@ def flower(
         raise MissingExtraError("`llm-shield flower`", "flower", "flower")
     if not broker:
         raise ConfigError("no broker: pass --broker or set SHIELD_REDIS_URL")
+    from llm_shield.checks import check_broker_url
+
+    check_broker_url(broker)
     if not basic_auth or ":" not in basic_auth:
         raise ConfigError("Flower needs auth: set SHIELD_FLOWER_BASIC_AUTH=user:password (or --basic-auth)")
     os.environ["SHIELD_REDIS_URL"] = broker

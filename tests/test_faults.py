@@ -188,7 +188,8 @@ def test_poison_batch_is_given_up_after_bounded_deliveries(redis_url: str, model
         src, out = make_input(tmp_path / "in.txt", n), tmp_path / "out.jsonl"
         proc = start_scan(src, out, {**model_env, "SHIELD_REDIS_URL": redis_url})
         stdout, stderr = proc.communicate(timeout=400)
-        assert proc.returncode == 0, stderr
+        assert proc.returncode == 3, stderr  # finished, but rows could not be scanned (README "Exit statuses")
+        assert "error: 16 row(s) could not be scanned" in stderr
         rows = assert_complete(out, n)
         bad = [r for r in rows if r["error"]]
         assert [r["source"]["line"] for r in bad] == list(range(poison * 16 + 1, poison * 16 + 17))

@@ -135,8 +135,14 @@ def test_gzip_csv_and_stdin_inputs(worker, redis_url: str, model_env: dict[str, 
     csv_file = tmp_path / "in.csv"
     csv_file.write_text('id,prompt\n1,"hi, there"\n2,"' + ATTACK + '"\n')
     out = tmp_path / "out.jsonl"
-    assert cli("scan", str(gz), str(csv_file), "--text-field", "text", "-o", str(out), "--no-progress",
-               env=env).returncode in (0,)
+    # the second input lacks the column: refused before any work, though the first input is fine
+    missing = cli("scan", str(gz), str(csv_file), "--text-field", "text", "-o", str(out), "--no-progress", env=env)
+    assert missing.returncode == 2 and "column 'text' is not in the CSV header" in missing.stderr
+    assert not out.exists()
+    csv_file.write_text('id,text\n1,"hi, there"\n2,"' + ATTACK + '"\n')
+    both = cli("scan", str(gz), str(csv_file), "-o", str(out), "--no-progress", env=env)
+    assert both.returncode == 0, both.stderr
+    assert [r["valid"] for r in rows(out)] == [True, False, True, False]
     out2 = tmp_path / "out2.jsonl"
     done = cli("scan", "-", "--format", "text", "-o", str(out2), "--no-progress", env=env, input="a\n" + ATTACK + "\n")
     assert done.returncode == 0, done.stderr
@@ -147,14 +153,14 @@ def test_unreachable_broker_is_one_clear_line(model_env: dict[str, str], tmp_pat
     src = tmp_path / "in.txt"
     src.write_text("hello\n")
     done = cli("scan", str(src), "-o", str(tmp_path / "o.jsonl"), "--broker", "redis://127.0.0.1:1/0", env=model_env)
-    assert done.returncode != 0
+    assert done.returncode == 3  # rows could not be scanned (README "Exit statuses")
     assert done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error: cannot reach the broker")
     assert "Traceback" not in done.stderr
 
 
 def test_missing_input_is_one_clear_line(model_env: dict[str, str], tmp_path: Path) -> None:
     done = cli("scan", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl"), env=model_env)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: ") and "nope.jsonl" in done.stderr
 
 

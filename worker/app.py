@@ -24,9 +24,17 @@ settings = get_settings()
 # prometheus_client is first imported, whichever way the worker was started (`llm-shield worker` or plain
 # `celery -A llm_shield.worker.app worker`). One we make here is removed at shutdown.
 _own_metrics_dir: str | None = None
+_metrics_dir_owner = os.getpid()
 if settings.metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import atexit
+
     _own_metrics_dir = tempfile.mkdtemp(prefix="shield-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+    atexit.register(lambda: _remove_metrics_dir())
+    if "prometheus_client.values" in sys.modules:  # imported already (Celery loads Flower's command plugin,
+        from prometheus_client import values        # which imports it): make later metrics multiprocess
+
+        values.ValueClass = values.get_value_class()
 
 from celery import signals  # noqa: E402
 from celery.exceptions import SoftTimeLimitExceeded
@@ -69,13 +77,17 @@ def variants_for(queues: list[str]) -> list[Variant]:
 _client = None  # redis.Redis of this process, made after the fork
 
 
+def _new_client():  # type: ignore[no-untyped-def]
+    import redis
+
+    return redis.Redis.from_url(app.shield_redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=30)
+
+
 def _redis():  # type: ignore[no-untyped-def]
     global _client
     if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(app.shield_redis_url, socket_timeout=10, socket_connect_timeout=5,
-                                       health_check_interval=30)
+        _client = _new_client()
     return _client
 
 
@@ -85,18 +97,20 @@ def _remember_queues(sender: str, instance, conf, **_: object) -> None:  # type:
 
 
 class _WithholdBodies(logging.Filter):
-    """Celery logs the body of a message it refuses (a pickle, an unknown task) in full; bodies hold users'
-    texts and whatever else a sender put there, so the logs get its size only."""
+    """Celery logs the body and headers (with `argsrepr`) of a message it refuses (a pickle, an unknown task)
+    in full; they hold users' texts and whatever else a sender put there, so the logs get their sizes only."""
 
-    _BODY = re.compile(r"(body(?: was)?:\s*)(.*)", re.S | re.I)
+    _SECTIONS = re.compile(r"(?P<lead>(?:^|\n)body: |message body was:\s*|message headers:\s*|headers:)"
+                           r"(?P<value>.*?)(?=\]\n|\n\n|\n?\Z)", re.S)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a record that cannot format is left alone
             return True
-        if "body" in message.lower():
-            record.msg = self._BODY.sub(lambda m: f"{m[1]}<withheld, {len(m[2])} characters>", message)
+        if "body" in message or "headers" in message:
+            record.msg = self._SECTIONS.sub(
+                lambda m: f"{m['lead']}<withheld, {len(m['value'])} characters>", message)
             record.args = None
         return True
 
@@ -160,7 +174,7 @@ def _start_metrics(sender=None, **_: object) -> None:  # type: ignore[no-untyped
 
 @signals.worker_shutdown.connect
 def _remove_metrics_dir(**_: object) -> None:
-    if _own_metrics_dir:
+    if _own_metrics_dir and os.getpid() == _metrics_dir_owner:  # never from a forked pool process
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
@@ -203,10 +217,7 @@ _node_member = ""
 def _node_redis():  # type: ignore[no-untyped-def]
     global _node_client
     if _node_client is None:
-        import redis
-
-        _node_client = redis.Redis.from_url(app.shield_redis_url, socket_timeout=10, socket_connect_timeout=5,
-                                            health_check_interval=30)
+        _node_client = _new_client()
     return _node_client
 
 
