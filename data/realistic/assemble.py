@@ -59,7 +59,7 @@ HOLDOUT_PAYLOADS: tuple[str, ...] = HOLDOUT_PI
 HOLDOUT_TOX: tuple[str, ...] = ("project_handwritten_eval",)
 
 VAL_SHARE = 0.08
-USE_PROMPTS = False
+USE_PROMPTS = True
 #: Indirect injections built per split.
 EMBEDDED = {"train": 7000, "val": 800, "ood_test": 1200}
 #: Benign texts of the training sources used for training at most (the rest of the corpus is not needed to learn
@@ -252,8 +252,8 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
         split = "val" if bucket("val:" + r["text"]) < VAL_SHARE else "train"
         splits[split].append(row(r["text"], r["label"], r["source"], r.get("category", "earlier")))
 
-    # benign user prompts and system prompts (extract_prompts.py): collected after the current models were trained;
-    # switched on for the next training round (see data/SOURCES.md)
+    # benign user prompts and system prompts (extract_prompts.py), used since the second training round (see
+    # data/SOURCES.md); held-out sources among them would go to ood_test only
     prompts = read_jsonl(HERE / "benign_prompts.jsonl.gz") if USE_PROMPTS else []
     for b in prompts:
         split = "ood_test" if b["source"] in HOLDOUT_BENIGN else (
