@@ -253,8 +253,8 @@ class ScanJob:
         chunk.sent = [t for t in texts if t not in local]
         if chunk.sent:
             chunk.batch = ScanBatch(job_id=self.job_id, batch_index=chunk.index, options=self.options,
-                                    texts=chunk.sent, cache_checked=self.cache is not None and all(
-                                        set(texts[t].needs_ml) <= set(self.served) for t in chunk.sent))
+                                    texts=chunk.sent,
+                                    cache_checked=all(self._looked_up(texts[t]) for t in chunk.sent))
             self._send(chunk.batch)
             chunk.sent_at = time.monotonic()
             self.stats.sent_to_workers += len(chunk.sent)
@@ -312,6 +312,10 @@ class ScanJob:
         except redis.RedisError:
             pass  # down again: the next call notices
 
+    def _looked_up(self, plan: TextPlan) -> bool:
+        """Whether the producer looks this text up in the cache (every model it needs is known to be served)."""
+        return self.cache is not None and all(name in self.served for name in plan.needs_ml)
+
     def _answer_locally(self, texts: dict[str, TextPlan]) -> dict[str, TextResult]:
         """Results for texts whose needed model scores are all cached (or that need no model at all)."""
         answers: dict[str, TextResult] = {}
@@ -319,7 +323,7 @@ class ScanJob:
         for text, plan in texts.items():
             if not plan.needs_ml:
                 answers[text] = assemble(text, self.options, plan, {}, self.served, {}, cached=False)
-            elif self.cache is not None and all(name in self.served for name in plan.needs_ml):
+            elif self._looked_up(plan):
                 for name in plan.needs_ml:
                     served = self.served[name]
                     lookups.append((text, name, ml_cache_key(name, served.model, served.window, text)))
@@ -406,12 +410,14 @@ class ScanJob:
                     f"{self.options.variant.value}`")
             return
         self._no_worker_since = None
-        claims = self._redis_call(lambda: self.redis.hgetall(claims_key(self.job_id)), outstanding)
+        indexes = list(outstanding)  # only these: the claims of a long job's finished batches are not read again
+        claimed = self._redis_call(lambda: self.redis.hmget(claims_key(self.job_id), [str(i) for i in indexes]),
+                                   outstanding) if indexes else []
+        claims = {i: c.decode() for i, c in zip(indexes, claimed) if c is not None}
         nodes = self._redis_call(lambda: liveness.live_members(self.redis, self.options.variant, nodes=True),
                                  outstanding) if claims else set()
         for index, chunk in outstanding.items():
-            holder = claims.get(str(index).encode())
-            holder = holder.decode() if holder is not None else None
+            holder = claims.get(index)
             if holder is not None and holder not in nodes and chunk.resent_for != holder and chunk.batch is not None:
                 log.warning("the worker %s that took batch %d stopped beating; sending the batch again", holder,
                             index)

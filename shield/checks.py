@@ -107,6 +107,7 @@ def scan_options(**fields: Any) -> ScanOptions:
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """Same file (hard links and symlinks too); paths that do not exist yet compare resolved."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -127,7 +128,5 @@ def check_output(output: str, inputs: Iterable[str]) -> None:
         if source.is_dir():
             if path.resolve().is_relative_to(source.resolve()):
                 raise ConfigError(f"-o {output}: is inside the input folder {item}; write the results elsewhere")
-        elif source.exists() and path.exists() and _same_file(source, path):
-            raise ConfigError(f"-o {output}: is also an input; writing it would destroy the input")
-        elif source.resolve() == path.resolve():
+        elif _same_file(source, path):
             raise ConfigError(f"-o {output}: is also an input; writing it would destroy the input")

@@ -15,6 +15,7 @@ import typer
 
 from llm_shield.config import HybridMode, Variant
 from llm_shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, QUEUES, Allowlist, ScanOptions
+from llm_shield.checks import check_scanners, parse_threshold_args
 from llm_shield.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, ShieldError
 from llm_shield.node import worker_processes
 from llm_shield.settings import get_settings
@@ -169,12 +170,6 @@ def worker(
 
 
 # -- scan -----------------------------------------------------------------------------------------
-def _parse_thresholds(values: list[str]) -> dict[str, float]:
-    from llm_shield.checks import parse_threshold_args
-
-    return parse_threshold_args(values)
-
-
 def _broker(value: str | None, settings) -> str | None:  # type: ignore[no-untyped-def]
     """--broker, else SHIELD_REDIS_URL; checked either way."""
     from llm_shield.checks import check_broker_url
@@ -217,7 +212,7 @@ def scan(
 
     from llm_shield.producer.runner import ReadOptions, ScanRequest, check_complete, format_summary, run_scan
 
-    from llm_shield.checks import check_output, check_scanners, scan_options
+    from llm_shield.checks import check_output, scan_options
     from llm_shield.thresholds import calibrated_thresholds
 
     scanners = check_scanners(scanner or ("prompt_injection",))
@@ -226,7 +221,7 @@ def scan(
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"--allow-regex {pattern!r}: {exc}") from None
-    explicit = _parse_thresholds(threshold or [])
+    explicit = parse_threshold_args(threshold or [])
     check_output(output, inputs)
     settings = get_settings()
     broker = _broker(broker, settings)
@@ -357,12 +352,11 @@ def eval_command(
     from llm_shield.producer.quality import DEFAULT_POSITIVE, evaluate, format_report, read_labelled, scan_texts
     from llm_shield.thresholds import calibrated_thresholds
 
-    if scanner not in ML_SCANNERS + HEURISTIC_SCANNERS:
-        raise ConfigError(f"unknown scanner {scanner!r}; choose from {list(ML_SCANNERS + HEURISTIC_SCANNERS)}")
+    check_scanners((scanner,))
     settings = get_settings()
     broker = _broker(broker, settings)
     rows = read_labelled(files, text_field, label_field, kind_field, positive or DEFAULT_POSITIVE)
-    thresholds = {**calibrated_thresholds(settings, variant, (scanner,)), **_parse_thresholds(threshold or [])}
+    thresholds = {**calibrated_thresholds(settings, variant, (scanner,)), **parse_threshold_args(threshold or [])}
     results = scan_texts([r.text for r in rows], (scanner,), variant, mode, settings, broker, thresholds)
     report = evaluate(rows, results, scanner)
     typer.echo(format_report(report))

@@ -334,55 +334,56 @@ def test_reading_pauses_behind_a_stuck_batch(redis_url: str, monkeypatch: pytest
 # ----------------------------------------------------------------------------- corrupted cache entries
 
 
-@pytest.mark.integration
-def test_a_corrupted_cache_entry_is_a_miss(redis_url: str, model_env: dict[str, str], tmp_path: Path) -> None:
-    worker = WorkerProcess(redis_url, "int8", model_env, log_dir=tmp_path).wait_ready()
-    try:
-        src, out = make_jsonl(tmp_path / "in.jsonl", 40), tmp_path / "out.jsonl"
-        env = {**model_env, "SHIELD_REDIS_URL": redis_url}
-        first = cli("scan", str(src), "-o", str(out), "--no-progress", env=env)
-        assert first.returncode == 0, first.stderr
-        client = redis.Redis.from_url(redis_url)
-        values = f"shield:{{cache}}:v{CACHE_SCHEMA_VERSION}:values"
-        keys = client.hkeys(values)
-        assert len(keys) == 40
-        client.hset(values, keys[0], b"\x00not json at all")
-        client.hset(values, keys[1], b'{"label": 3}')
-        again = cli("scan", str(src), "-o", str(out), "--no-progress", "--overwrite", env=env)
-        assert again.returncode == 0, again.stderr
-        assert "2 unreadable entries were treated as misses and removed" in again.stderr
-        rows = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(rows) == 40 and all(r["error"] is None for r in rows)
-        stats = json.loads(cli("cache", "stats", "--json", "--broker", redis_url, env=env).stdout)
-        assert stats["corrupt"] == 2
-
-        # a worker meeting one (a producer without the cache's knowledge of the model) scans the text again
-        client.hset(values, keys[2], b"garbage")
-        from llm_shield.worker.scan import BatchScanner  # noqa: F401 - the worker's path, through a real task
-        from tests.test_flower import send
-
-        texts = [json.loads(line)["text"] for line in src.read_text().splitlines()]
-        _, outcome = send(redis_url, texts, "int8")
-        assert all(r.error is None for r in outcome.results)
-        assert "unreadable cache entry" in worker.log()
-    finally:
-        worker.stop()
+@pytest.fixture()
+def worker(redis_url: str, model_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """One real int8 worker on the test's Redis, stopped afterwards."""
+    process = WorkerProcess(redis_url, "int8", model_env, log_dir=tmp_path).wait_ready()
+    yield process
+    process.stop()
 
 
 @pytest.mark.integration
-def test_cache_stats_count_each_lookup_once(redis_url: str, model_env: dict[str, str], tmp_path: Path) -> None:
-    worker = WorkerProcess(redis_url, "int8", model_env, log_dir=tmp_path).wait_ready()
-    try:
-        src, out = make_jsonl(tmp_path / "in.jsonl", 50), tmp_path / "out.jsonl"
-        env = {**model_env, "SHIELD_REDIS_URL": redis_url}
-        for _ in range(2):
-            result = cli("scan", str(src), "-o", str(out), "--no-progress", "--overwrite", env=env)
-            assert result.returncode == 0, result.stderr
-        stats = json.loads(cli("cache", "stats", "--json", "--broker", redis_url, env=env).stdout)
-        assert (stats["hits"], stats["misses"]) == (50, 50)  # the rescan was all hits, each text counted once
-        assert stats["hit_rate"] == 0.5
-    finally:
-        worker.stop()
+def test_a_corrupted_cache_entry_is_a_miss(worker: WorkerProcess, redis_url: str, model_env: dict[str, str],
+                                         tmp_path: Path) -> None:
+    src, out = make_jsonl(tmp_path / "in.jsonl", 40), tmp_path / "out.jsonl"
+    env = {**model_env, "SHIELD_REDIS_URL": redis_url}
+    first = cli("scan", str(src), "-o", str(out), "--no-progress", env=env)
+    assert first.returncode == 0, first.stderr
+    client = redis.Redis.from_url(redis_url)
+    values = f"shield:{{cache}}:v{CACHE_SCHEMA_VERSION}:values"
+    keys = client.hkeys(values)
+    assert len(keys) == 40
+    client.hset(values, keys[0], b"\x00not json at all")
+    client.hset(values, keys[1], b'{"label": 3}')
+    again = cli("scan", str(src), "-o", str(out), "--no-progress", "--overwrite", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "2 unreadable entries were treated as misses and removed" in again.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 40 and all(r["error"] is None for r in rows)
+    stats = json.loads(cli("cache", "stats", "--json", "--broker", redis_url, env=env).stdout)
+    assert stats["corrupt"] == 2
+
+    # a worker meeting one (a producer without the cache's knowledge of the model) scans the text again
+    client.hset(values, keys[2], b"garbage")
+    from tests.test_flower import send
+
+    texts = [json.loads(line)["text"] for line in src.read_text().splitlines()]
+    _, outcome = send(redis_url, texts, "int8")
+    assert all(r.error is None for r in outcome.results)
+    assert "unreadable cache entry" in worker.log()
+
+
+@pytest.mark.integration
+def test_cache_stats_count_each_lookup_once(worker: WorkerProcess, redis_url: str, model_env: dict[str, str],
+                                           tmp_path: Path) -> None:
+    src, out = make_jsonl(tmp_path / "in.jsonl", 50), tmp_path / "out.jsonl"
+    env = {**model_env, "SHIELD_REDIS_URL": redis_url}
+    for _ in range(2):
+        result = cli("scan", str(src), "-o", str(out), "--no-progress", "--overwrite", env=env)
+        assert result.returncode == 0, result.stderr
+    stats = json.loads(cli("cache", "stats", "--json", "--broker", redis_url, env=env).stdout)
+    assert (stats["hits"], stats["misses"]) == (50, 50)  # the rescan was all hits, each text counted once
+    assert stats["hit_rate"] == 0.5
 
 
 # ----------------------------------------------------------------------------- workers without models

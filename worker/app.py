@@ -30,7 +30,7 @@ if settings.metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
     _own_metrics_dir = tempfile.mkdtemp(prefix="shield-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
-    atexit.register(lambda: _remove_metrics_dir())
+    atexit.register(lambda: _remove_metrics_dir())  # a clean stop or a refused start; not a SIGKILL
     if "prometheus_client.values" in sys.modules:  # imported already (Celery loads Flower's command plugin,
         from prometheus_client import values        # which imports it): make later metrics multiprocess
 
@@ -74,7 +74,13 @@ def variants_for(queues: list[str]) -> list[Variant]:
     return [by_queue[q] for q in queues if q in by_queue]
 
 
-_client = None  # redis.Redis of this process, made after the fork
+def _variants() -> list[Variant]:
+    """The variants this worker serves (int8 when it consumes none of the project's queues)."""
+    return variants_for(_consumed_queues) or [Variant.int8]
+
+
+_client = None  # redis.Redis of this pool process, made after the fork
+_node_client = None  # the node's (parent's) redis.Redis
 
 
 def _new_client():  # type: ignore[no-untyped-def]
@@ -84,10 +90,14 @@ def _new_client():  # type: ignore[no-untyped-def]
                                 health_check_interval=30)
 
 
-def _redis():  # type: ignore[no-untyped-def]
-    global _client
-    if _client is None:
-        _client = _new_client()
+def _redis(node: bool = False):  # type: ignore[no-untyped-def]
+    """This process's client: a pool process's own (made after the fork), or the node's (the parent's: it receives
+    the messages and beats for the node; pool processes forked later never use it)."""
+    global _client, _node_client
+    if node:
+        _node_client = _node_client or _new_client()
+        return _node_client
+    _client = _client or _new_client()
     return _client
 
 
@@ -154,7 +164,7 @@ def _unservable_models(variants: list[Variant]) -> list[str]:
 
 
 @signals.worker_init.connect
-def _start_metrics(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
+def _check_models_then_serve_metrics(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
     """In the parent, before any pool process starts: models must be servable, then metrics are served."""
     if settings.heartbeat_file:  # a file left by a previous run must not say "ready" before models load
         Path(settings.heartbeat_file).unlink(missing_ok=True)
@@ -165,15 +175,13 @@ def _start_metrics(sender=None, **_: object) -> None:  # type: ignore[no-untyped
                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                + "; fix the catalog (`llm-shield models list/verify`), or set SHIELD_ALLOW_MISSING_MODELS=true "
                "to answer with heuristics instead")
-        _remove_metrics_dir()
-        raise SystemExit(3)
+        raise SystemExit(3)  # the metrics folder goes at exit
     for problem in problems:
         log.warning("serving heuristics instead of a model (SHIELD_ALLOW_MISSING_MODELS): %s", problem)
     metrics.serve(settings.metrics_port, settings.metrics_address)
 
 
-@signals.worker_shutdown.connect
-def _remove_metrics_dir(**_: object) -> None:
+def _remove_metrics_dir() -> None:
     if _own_metrics_dir and os.getpid() == _metrics_dir_owner:  # never from a forked pool process
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
@@ -189,12 +197,18 @@ def _heartbeat(**_: object) -> None:
 @signals.worker_process_shutdown.connect
 def _process_down(pid: int | None = None, **_: object) -> None:
     metrics.mark_process_dead(pid or os.getpid())
-    if _member:
-        try:
-            for variant in variants_for(_consumed_queues) or [Variant.int8]:
-                liveness.leave(_redis(), variant, _member)
-        except Exception:  # noqa: BLE001 - Redis gone: the entry ages out
-            pass
+    _leave(_member, node=False)
+
+
+def _leave(member: str, node: bool) -> None:
+    """Take a pool process (or the node) out of the liveness set at a clean stop."""
+    if not member:
+        return
+    try:
+        for variant in _variants():
+            liveness.leave(_redis(node=node), variant, member, nodes=node)
+    except Exception:  # noqa: BLE001 - Redis gone: the entry ages out
+        pass
 
 
 def _beat_forever(variants: list[Variant], client, member: str, nodes: bool) -> None:  # type: ignore[no-untyped-def]
@@ -208,26 +222,15 @@ def _beat_forever(variants: list[Variant], client, member: str, nodes: bool) -> 
         time.sleep(liveness.BEAT_SECONDS)
 
 
-# The node (the parent process, which receives the messages and hands them to the pool) has its own client
-# and heartbeat: pool processes forked later must not share its connection.
-_node_client = None
+#: The node (the parent process, which receives the messages and hands them to the pool), as claims name it.
 _node_member = ""
-
-
-def _node_redis():  # type: ignore[no-untyped-def]
-    global _node_client
-    if _node_client is None:
-        _node_client = _new_client()
-    return _node_client
 
 
 @signals.worker_ready.connect
 def _node_ready(**_: object) -> None:
     global _node_member
     _node_member = f"{socket.gethostname()}:{os.getpid()}"
-    variants = variants_for(_consumed_queues) or [Variant.int8]
-    liveness.beat(_node_redis(), variants[0], _node_member, nodes=True)
-    threading.Thread(target=_beat_forever, args=(variants, _node_redis(), _node_member, True),
+    threading.Thread(target=_beat_forever, args=(_variants(), _redis(node=True), _node_member, True),
                      name="shield-node-heartbeat", daemon=True).start()
 
 
@@ -240,7 +243,7 @@ def _claim(request=None, **_: object) -> None:  # type: ignore[no-untyped-def]
             return
         payload = request.args[0] if request.args else request.kwargs.get("payload")
         job_id, index = payload["job_id"], payload["batch_index"]
-        pipe = _node_redis().pipeline(transaction=False)
+        pipe = _redis(node=True).pipeline(transaction=False)
         pipe.hset(claims_key(job_id), str(index), _node_member)
         pipe.expire(claims_key(job_id), settings.result_ttl_seconds)
         pipe.execute()
@@ -250,12 +253,7 @@ def _claim(request=None, **_: object) -> None:  # type: ignore[no-untyped-def]
 
 @signals.worker_shutdown.connect
 def _node_down(**_: object) -> None:
-    if _node_member:
-        try:
-            for variant in variants_for(_consumed_queues) or [Variant.int8]:
-                liveness.leave(_node_redis(), variant, _node_member, nodes=True)
-        except Exception:  # noqa: BLE001 - Redis gone: the entry ages out
-            pass
+    _leave(_node_member, node=True)
 
 
 @signals.worker_process_init.connect
@@ -271,7 +269,7 @@ def _load_models(**_: object) -> None:
     cache = ResultCache.from_url(cache_url, settings.cache_settings())
     _scanner = BatchScanner(settings=settings, loader=ModelLoader(settings), cache=cache)
     _member = f"{socket.gethostname()}:{os.getpid()}"
-    variants = variants_for(_consumed_queues) or [Variant.int8]
+    variants = _variants()
     try:
         entries = _scanner.loader.catalog.models
     except ShieldError as exc:  # only with SHIELD_ALLOW_MISSING_MODELS: the parent's check stops the worker
