@@ -4,7 +4,7 @@ Each chunk of `batch_size` records is first answered from the shared cache where
 the workers as one task. At most `max_inflight_batches` tasks are outstanding and at most
 `MAX_PENDING_FACTOR` times as many chunks wait to be written (behind a slow batch), so memory stays flat.
 
-The job never waits silently: it knows which pool processes are alive (`llm_shield.liveness`), stops when
+The job never waits silently (`producer.watch`): it knows which pool processes are alive, stops when
 none serves its queue for `no_worker_timeout` seconds, sends a batch again when the process that took it
 died, and stops when nothing was answered for `stall_timeout` seconds.
 """
@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from llm_shield import liveness
 from llm_shield.config import DetectionMethod
 from llm_shield.contract import (
     TASK_SCAN_BATCH,
@@ -40,7 +39,8 @@ from llm_shield.contract import (
     served_models_key,
 )
 from llm_shield.detection.decide import TextPlan, assemble, plan_text
-from llm_shield.errors import BrokerUnavailableError, ScanIncompleteError
+from llm_shield.errors import BrokerUnavailableError
+from llm_shield.producer.watch import Watcher
 from llm_shield.settings import ShieldSettings, redact_url
 
 if TYPE_CHECKING:
@@ -52,9 +52,6 @@ log = logging.getLogger("shield.producer")
 RECONNECT_SECONDS = 60.0
 #: Chunks waiting to be written (finished or not), as a multiple of max_inflight_batches.
 MAX_PENDING_FACTOR = 2
-#: Seconds between checks of the workers' heartbeats and batch claims, and between "waiting" log lines.
-WATCH_SECONDS = 5.0
-WAIT_LOG_SECONDS = 10.0
 
 
 @dataclass
@@ -122,7 +119,6 @@ class Chunk:
     results: dict[int, TextResult] = field(default_factory=dict)  # position in chunk -> result
     sent: list[str] = field(default_factory=list)  # distinct texts sent to a worker
     sent_at: float = 0.0
-    resent_for: str | None = None  # the dead worker this batch was sent again for
     batch: ScanBatch | None = None  # kept so it can be sent again after a broker outage
 
     @property
@@ -150,12 +146,13 @@ class ScanJob:
         self._run_id = self._server_run_id()
         self.served = self._served_models()
         self.on_wait = None  # called about once a second while the job waits for workers (progress display)
-        self.waiting_for: str | None = None  # why the job is waiting, for progress lines
-        now = time.monotonic()
-        self._last_answer = now  # last time a batch outcome arrived (or the job started)
-        self._last_watch = 0.0
-        self._last_wait_log = float("-inf")  # the first "no worker" warning comes at once
-        self._no_worker_since: float | None = None
+        self.watcher = Watcher(self.redis, self.job_id, options.variant, self.queue, settings.no_worker_timeout,
+                               settings.stall_timeout)
+
+    @property
+    def waiting_for(self) -> str | None:
+        """Why the job is waiting, for progress lines."""
+        return self.watcher.waiting_for
 
     def _check_broker(self, url: str) -> None:
         try:
@@ -179,10 +176,6 @@ class ScanJob:
             except ValueError:  # written by an incompatible version: look nothing up in the cache for it
                 log.warning("ignoring an unreadable served-model record for %s", k.decode(errors="replace"))
         return served
-
-    def live_workers(self) -> set[str]:
-        """`host:pid` of the pool processes serving this job's variant now."""
-        return liveness.live_members(self.redis, self.options.variant)
 
     def cancel(self) -> None:
         """Tell the workers to drop this job's batches that are still queued (after an interrupt)."""
@@ -362,7 +355,8 @@ class ScanJob:
             if raw is None:
                 if block:  # a quiet second: is the broker the one we sent to? are the workers alive?
                     self._check_restart(outstanding)
-                    self._watch(outstanding)
+                    self.watcher.check(outstanding, lambda i: self._resend_claimed(outstanding[i]),
+                                       lambda op: self._redis_call(op, outstanding))
                     self._check_deadlines(outstanding)
                     if self.on_wait is not None:
                         self.on_wait()
@@ -373,8 +367,7 @@ class ScanJob:
             except ValueError:
                 log.error("dropped an unreadable batch outcome on %s", key)
                 continue
-            self._last_answer = time.monotonic()
-            self.waiting_for = None
+            self.watcher.answered()
             chunk = outstanding.pop(outcome.batch_index, None)
             if chunk is None:
                 continue  # a duplicate outcome of a redelivered batch: already handled
@@ -388,50 +381,12 @@ class ScanJob:
                 chunk.results[pos] = by_text.get(record.text) or TextResult(
                     valid=False, error="the worker returned no result for this row")
 
-    def _watch(self, outstanding: dict[int, Chunk]) -> None:
-        """Every few seconds: are there live workers? did the one holding a batch die? is the job stuck?"""
-        now = time.monotonic()
-        if now - self._last_watch < (1.0 if self._no_worker_since else WATCH_SECONDS):
-            return
-        self._last_watch = now
-        live = self._redis_call(self.live_workers, outstanding)
-        if not live:
-            self._no_worker_since = self._no_worker_since or now
-            waited = now - self._no_worker_since
-            self.waiting_for = f"waiting for workers on queue {self.queue} ({waited:.0f} s)"
-            if now - self._last_wait_log >= WAIT_LOG_SECONDS:
-                self._last_wait_log = now
-                log.warning("no live worker consumes queue %s (%.0f s so far); start one with "
-                            "`llm-shield worker --variant %s`", self.queue, waited, self.options.variant.value)
-            if waited >= self.settings.no_worker_timeout:
-                raise ScanIncompleteError(
-                    f"no live worker consumed queue {self.queue} for {waited:.0f} s "
-                    f"(SHIELD_NO_WORKER_TIMEOUT); start one with `llm-shield worker --variant "
-                    f"{self.options.variant.value}`")
-            return
-        self._no_worker_since = None
-        indexes = list(outstanding)  # only these: the claims of a long job's finished batches are not read again
-        claimed = self._redis_call(lambda: self.redis.hmget(claims_key(self.job_id), [str(i) for i in indexes]),
-                                   outstanding) if indexes else []
-        claims = {i: c.decode() for i, c in zip(indexes, claimed) if c is not None}
-        nodes = self._redis_call(lambda: liveness.live_members(self.redis, self.options.variant, nodes=True),
-                                 outstanding) if claims else set()
-        for index, chunk in outstanding.items():
-            holder = claims.get(index)
-            if holder is not None and holder not in nodes and chunk.resent_for != holder and chunk.batch is not None:
-                log.warning("the worker %s that took batch %d stopped beating; sending the batch again", holder,
-                            index)
-                chunk.resent_for = holder
-                self._send(chunk.batch)
-                chunk.sent_at = now
-                self.stats.resent += 1
-        quiet = now - self._last_answer
-        if outstanding:
-            self.waiting_for = f"waiting for {len(outstanding)} batch(es) on queue {self.queue} ({quiet:.0f} s)"
-        if quiet >= self.settings.stall_timeout:
-            raise ScanIncompleteError(
-                f"no batch was answered for {quiet:.0f} s (SHIELD_STALL_TIMEOUT) although {len(live)} worker "
-                f"process(es) are alive on queue {self.queue}; check the worker logs")
+    def _resend_claimed(self, chunk: Chunk) -> None:
+        """Send again a batch whose worker node stopped beating (`Watcher`)."""
+        if chunk.batch is not None:
+            self._send(chunk.batch)
+            chunk.sent_at = time.monotonic()
+            self.stats.resent += 1
 
     def _check_deadlines(self, outstanding: dict[int, Chunk]) -> None:
         limit = self.settings.visibility_timeout + self.settings.task_time_limit

@@ -408,9 +408,9 @@ def _utf8_problem(data: bytes, exc: UnicodeDecodeError, offset: int) -> str:
 # ------------------------------------------------------------------------------------------ text
 
 
-def _read_text(name: str, stream: BinaryIO, max_chars: int) -> Iterator[InputRecord]:
+def _read_text(name: str, stream: BinaryIO, max_chars: int, first: int = 1) -> Iterator[InputRecord]:
     max_bytes = 4 * max_chars + _SLACK  # over this, the text is surely over the limit
-    for n, (line, size, chars) in enumerate(_physical_lines(stream, max_bytes), 1):
+    for n, (line, size, chars) in enumerate(_physical_lines(stream, max_bytes), first):
         rid, source = f"{name}:{n}", {"uri": name, "line": n}
         bom = n == 1 and line.startswith(_BOM)
         if size > max_bytes:
@@ -438,9 +438,9 @@ def _read_text(name: str, stream: BinaryIO, max_chars: int) -> Iterator[InputRec
 
 
 def _read_jsonl(name: str, stream: BinaryIO, text_field: str, id_field: str | None,
-                max_chars: int) -> Iterator[InputRecord]:
+                max_chars: int, first: int = 1) -> Iterator[InputRecord]:
     max_bytes = 16 * max_chars + _SLACK  # room for \\uXXXX escapes and the rest of the object
-    for n, (line, size, _) in enumerate(_physical_lines(stream, max_bytes), 1):
+    for n, (line, size, _) in enumerate(_physical_lines(stream, max_bytes), first):
         rid, source = f"{name}:{n}", {"uri": name, "line": n}
         record_id, text, problem = rid, None, None
         if size > max_bytes:

@@ -23,6 +23,11 @@ def celery_config(settings: ShieldSettings, broker_url: str) -> dict:
             f"SHIELD_VISIBILITY_TIMEOUT ({settings.visibility_timeout}s) must exceed SHIELD_TASK_TIME_LIMIT "
             f"({settings.task_time_limit}s), or Redis redelivers tasks that are still running"
         )
+    if settings.visibility_timeout <= settings.split_time_limit + 60:
+        raise ConfigError(
+            f"SHIELD_VISIBILITY_TIMEOUT ({settings.visibility_timeout}s) must exceed SHIELD_SPLIT_TIME_LIMIT "
+            f"({settings.split_time_limit}s) by over a minute, or Redis redelivers splits that are still running"
+        )
     transport = {"visibility_timeout": settings.visibility_timeout}
     return {
         "broker_url": broker_url,

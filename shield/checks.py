@@ -19,6 +19,8 @@ from llm_shield.settings import redact_url
 
 ALL_SCANNERS = ML_SCANNERS + HEURISTIC_SCANNERS
 BROKER_SCHEMES = ("redis", "rediss", "unix")
+#: A cache may also live on Redis Cluster (Celery's broker may not).
+CACHE_SCHEMES = BROKER_SCHEMES + ("redis+cluster", "rediss+cluster")
 
 
 def check_scanners(names: Iterable[str]) -> tuple[str, ...]:
@@ -59,8 +61,9 @@ def parse_threshold_args(values: Iterable[str]) -> dict[str, float]:
     return check_thresholds(raw)
 
 
-def check_broker_url(url: str | None, flag: str = "--broker") -> str | None:
-    """A Redis URL redis-py and kombu both accept (redis://, rediss://, unix://), or ConfigError."""
+def check_broker_url(url: str | None, flag: str = "--broker", schemes: tuple[str, ...] = BROKER_SCHEMES) -> str | None:
+    """A Redis URL redis-py and kombu both accept (redis://, rediss://, unix://), or ConfigError. With
+    ``schemes=CACHE_SCHEMES``: a cache URL, which may also name Redis Cluster (redis+cluster://HOST:PORT)."""
     if url is None:
         return None
     shown = redact_url(url) if "://" in url else "<not a URL>"
@@ -69,8 +72,8 @@ def check_broker_url(url: str | None, flag: str = "--broker") -> str | None:
         port = parts.port  # ValueError for a port that is not a number or out of range
     except ValueError as exc:
         raise ConfigError(f"{flag} {shown}: malformed URL ({exc}); use redis://[:PASSWORD@]HOST:PORT/DB") from None
-    if parts.scheme not in BROKER_SCHEMES:
-        raise ConfigError(f"{flag} {shown}: the scheme must be one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{flag} {shown}: the scheme must be one of {', '.join(s + '://' for s in schemes)}")
     if parts.scheme == "unix":
         if not parts.path:
             raise ConfigError(f"{flag} {shown}: a unix:// URL needs the socket's path, e.g. unix:///run/redis.sock")
@@ -84,6 +87,22 @@ def check_broker_url(url: str | None, flag: str = "--broker") -> str | None:
     if not db.isdigit():
         raise ConfigError(f"{flag} {shown}: the database must be a number, not {db!r}")
     return url
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1 << 10, "K": 1 << 10, "MB": 1 << 20, "M": 1 << 20, "GB": 1 << 30, "G": 1 << 30}
+
+
+def parse_size(value: str, flag: str) -> int:
+    """Bytes of a size such as 8MB, 512KB, 1G or 4096 (binary units), or ConfigError."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B?)\s*", value.upper())
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"{flag} {value!r}: use a size such as 8MB, 512KB or 1GB")
+    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    if size < 4096:
+        raise ConfigError(f"{flag} {value!r}: at least 4KB")
+    return size
 
 
 def check_positive(value: int | None, flag: str) -> int | None:

@@ -15,8 +15,8 @@ import typer
 
 from llm_shield.config import HybridMode, Variant
 from llm_shield.contract import HEURISTIC_SCANNERS, ML_SCANNERS, QUEUES, Allowlist, ScanOptions
-from llm_shield.checks import check_scanners, parse_threshold_args
-from llm_shield.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, ShieldError
+from llm_shield.checks import CACHE_SCHEMES, check_broker_url, check_scanners, parse_size, parse_threshold_args
+from llm_shield.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, ScanIncompleteError, ShieldError
 from llm_shield.node import worker_processes
 from llm_shield.settings import get_settings
 
@@ -152,8 +152,6 @@ def worker(
     """Start a Celery worker pool for the named variant queue(s); models load in each pool process."""
     if not broker:
         raise ConfigError("no broker: pass --broker redis://HOST:PORT/0 or set SHIELD_REDIS_URL")
-    from llm_shield.checks import check_broker_url
-
     check_broker_url(broker)
     settings = get_settings()
     processes = concurrency or worker_processes(settings, variant)
@@ -172,8 +170,6 @@ def worker(
 # -- scan -----------------------------------------------------------------------------------------
 def _broker(value: str | None, settings) -> str | None:  # type: ignore[no-untyped-def]
     """--broker, else SHIELD_REDIS_URL; checked either way."""
-    from llm_shield.checks import check_broker_url
-
     if value:
         from urllib.parse import urlsplit
 
@@ -206,6 +202,11 @@ def scan(
     ml_percent: Annotated[float, typer.Option(min=0.0, max=100.0, help="Percent of rows (by hash) sent to the ML path; rest heuristics")] = 100.0,
     no_fallback: Annotated[bool, typer.Option(help="Error rows instead of heuristic fallback when a model fails")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)")] = None,
+    distributed: Annotated[bool, typer.Option("--distributed", help="Workers read splits of the inputs and write "
+                                              "output parts to the -o folder or s3:// prefix (join them with "
+                                              "`llm-shield merge`)")] = False,
+    split_size: Annotated[str, typer.Option(help="With --distributed: bytes per split of a large text/JSONL "
+                                            "file (e.g. 8MB, 512KB)")] = "8MB",
 ) -> None:
     """Scan inputs and write one JSON result per input row, in input order."""
     import re
@@ -222,19 +223,66 @@ def scan(
         except re.error as exc:
             raise ConfigError(f"--allow-regex {pattern!r}: {exc}") from None
     explicit = parse_threshold_args(threshold or [])
-    check_output(output, inputs)
+    split_bytes = parse_size(split_size, "--split-size")
+    if not distributed:
+        check_output(output, inputs)
     settings = get_settings()
     broker = _broker(broker, settings)
     options = scan_options(scanners=scanners, variant=variant, mode=mode,
                            thresholds={**calibrated_thresholds(settings, variant, scanners), **explicit},
                            allowlist=Allowlist(exact=allow or [], patterns=allow_regex or []),
                            ml_rollout_percent=ml_percent, fallback_to_heuristic=not no_fallback)
+    if distributed:
+        from llm_shield.contract import ReadSpec
+        from llm_shield.producer.distributed import DistributedRequest, run_distributed
+
+        dstats = run_distributed(DistributedRequest(
+            inputs=inputs, output=output, options=options, fmt=fmt, broker=broker, resume=resume,
+            overwrite=overwrite, batch_size=batch_size, split_bytes=split_bytes,
+            read=ReadSpec(text_field=text_field, id_field=id_field)), settings)
+        typer.echo(dstats.summary(output), err=True)
+        if dstats.scan_errors:
+            raise ScanIncompleteError(f"{dstats.scan_errors} row(s) could not be scanned and are error rows in the "
+                                      f"parts (first: {dstats.first_scan_error})")
+        return
     request = ScanRequest(inputs=inputs, output=output, options=options, broker=broker, resume=resume,
                           overwrite=overwrite, batch_size=batch_size, progress=progress,
                           read=ReadOptions(fmt=fmt, text_field=text_field, id_field=id_field))
     stats = run_scan(request, settings)
     typer.echo(format_summary(stats), err=True)
     check_complete(stats)  # exit 3 when rows could not be scanned
+
+
+@app.command()
+def merge(
+    location: Annotated[str, typer.Argument(help="Folder or s3://bucket/prefix/ of a `scan --distributed`")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output JSONL file, or - for stdout")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file")] = False,
+) -> None:
+    """Join the parts of a distributed scan, in input order, into one output (as `scan` writes it)."""
+    from llm_shield.producer.splits import PartStore, merge_parts
+
+    store = PartStore(location)
+    if output == "-":
+        parts, rows = merge_parts(store, sys.stdout.buffer)
+        sys.stdout.flush()
+    else:
+        target = Path(output)
+        if target.exists() and target.stat().st_size and not overwrite:
+            raise ConfigError(f"{output} exists: pass --overwrite to replace it")
+        if target.is_dir():
+            raise ConfigError(f"-o {output} is a folder; give a file name")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.merging")
+        try:
+            with open(tmp, "wb") as f:
+                parts, rows = merge_parts(store, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    typer.echo(f"merged {parts} parts, {rows} rows" + ("" if output == "-" else f" into {output}"), err=True)
 
 
 # -- quality --------------------------------------------------------------------------------------
@@ -374,6 +422,7 @@ def _cache(broker: str | None):  # type: ignore[no-untyped-def]
     url = broker or settings.cache_url_value()
     if not url:
         raise ConfigError("no cache Redis: pass --broker or set SHIELD_REDIS_URL (or SHIELD_CACHE_URL)")
+    check_broker_url(url, "--broker" if broker else "SHIELD_CACHE_URL", CACHE_SCHEMES)
     return ResultCache.from_url(url, settings.cache_settings())
 
 
@@ -415,8 +464,6 @@ def flower(
         raise MissingExtraError("`llm-shield flower`", "flower", "flower")
     if not broker:
         raise ConfigError("no broker: pass --broker or set SHIELD_REDIS_URL")
-    from llm_shield.checks import check_broker_url
-
     check_broker_url(broker)
     if not basic_auth or ":" not in basic_auth:
         raise ConfigError("Flower needs auth: set SHIELD_FLOWER_BASIC_AUTH=user:password (or --basic-auth)")

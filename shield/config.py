@@ -70,6 +70,8 @@ class CacheSettings(BaseModel):
     enabled: bool = True
     max_entries: int = Field(default=1_000_000, ge=0)
     ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    partitions: int = Field(default=1, ge=1, le=4096, description="Hash-tagged partitions (Redis Cluster spreads "
+                            "them over its shards); the bound is split over them")
 
     @classmethod
     def preset(cls, name: str) -> "CacheSettings":

@@ -19,6 +19,8 @@ CACHE_SCHEMA_VERSION = 1
 KEY_PREFIX = "shield"
 
 TASK_SCAN_BATCH = "shield.scan_batch"
+#: Distributed mode: one task per split of the input; the worker reads it, scans it and writes its output part.
+TASK_SCAN_SPLIT = "shield.scan_split"
 
 #: One queue per model variant; a job is routed by the variant it asks for.
 QUEUES: dict[Variant, str] = {
@@ -137,6 +139,70 @@ class BatchOutcome(BaseModel):
     batch_index: int
     results: list[TextResult]
     worker: str | None = None
+
+
+class SplitSpec(BaseModel):
+    """One split of a distributed scan: a whole input, or a byte range of an uncompressed local text/JSONL file
+    that starts and ends at line boundaries (so its rows are whole lines, numbered from `first_line`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    uri: str
+    fmt: str
+    start: int = 0
+    end: int | None = Field(default=None, description="Byte offset the split stops before; None: to the end")
+    first_line: int = 1
+    part: str = Field(description="Name of the output part, e.g. part-00003.jsonl")
+
+
+class ReadSpec(BaseModel):
+    """How a split's records are read (the `scan` options of the same names)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text_field: str = "text"
+    id_field: str | None = None
+    csv_column: str | None = None
+
+
+class ScanSplit(BaseModel):
+    """Payload of one `shield.scan_split` task."""
+
+    job_id: str
+    plan_id: str = Field(description="The manifest's plan id: a split of a replanned (--overwrite) job is dropped")
+    split: SplitSpec
+    read: ReadSpec
+    options: ScanOptions
+    output: str = Field(description="Folder or s3://bucket/prefix/ the parts and markers go to")
+    batch_size: int = Field(ge=1, le=MAX_BATCH_TEXTS)
+
+
+class PartDone(BaseModel):
+    """The marker a worker writes after a split's part: the part is complete exactly when its marker exists."""
+
+    index: int
+    part: str
+    rows: int
+    flagged: int
+    errors: int
+    scan_errors: int
+    first_scan_error: str | None = None
+    model_rows: int = 0
+    cache_hits: int = 0
+    bytes: int
+    sha256: str
+    worker: str
+    seconds: float
+
+
+class SplitOutcome(BaseModel):
+    """What a worker pushes to the job's result list when a split is finished (or could not be)."""
+
+    job_id: str
+    index: int
+    done: PartDone | None = None
+    error: str | None = None
 
 
 class RowIdentity(BaseModel):

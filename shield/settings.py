@@ -34,10 +34,13 @@ class ShieldSettings(BaseSettings):
     redis_url: SecretStr | None = Field(default=None, description="Broker and cache URL (redis://, rediss://, unix://)")
     redis_password_file: Path | None = Field(default=None, description="File holding the Redis password, used "
                                              "for URLs that carry none (keeps it out of the environment and `ps`)")
-    cache_url: SecretStr | None = Field(default=None, description="Cache URL when it differs from the broker")
+    cache_url: SecretStr | None = Field(default=None, description="Cache URL when it differs from the broker "
+                                        "(also redis+cluster:// or rediss+cluster:// for Redis Cluster)")
     cache_preset: str = "production"
     cache_max_entries: int | None = None
     cache_ttl_seconds: int | None = None
+    cache_partitions: int = Field(default=1, ge=1, le=4096, description="Partitions of the cache, each under its "
+                                  "own hash tag (one Cluster slot each); every process must use the same count")
 
     # Workers
     worker_concurrency: int | None = Field(default=None, ge=1, description="Pool processes per worker node; "
@@ -49,6 +52,8 @@ class ShieldSettings(BaseSettings):
     window_stride: int = Field(default=32, ge=0, description="Tokens shared by consecutive windows")
     task_soft_time_limit: int = 240
     task_time_limit: int = 300
+    split_time_limit: int = Field(default=3000, ge=10, description="Seconds a distributed-mode split may take "
+                                  "before it fails (it is tried again up to SHIELD_MAX_DELIVERIES times)")
     visibility_timeout: int = 3600
     max_deliveries: int = Field(default=3, ge=1, description="Deliveries of one batch before its rows fail")
     metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, le=65535, description="Prometheus port; 0 turns it off")
@@ -75,6 +80,19 @@ class ShieldSettings(BaseSettings):
             return [p for p in value.split(os.pathsep) if p]
         return value
 
+    @field_validator("cache_url")
+    @classmethod
+    def _check_cache_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from llm_shield.checks import CACHE_SCHEMES, check_broker_url
+            from llm_shield.errors import ConfigError
+
+            try:
+                check_broker_url(value.get_secret_value(), "URL", CACHE_SCHEMES)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @property
     def catalog_location(self) -> str:
         return self.catalog or str(self.home / "catalog.json")
@@ -90,6 +108,8 @@ class ShieldSettings(BaseSettings):
             updates["max_entries"] = self.cache_max_entries
         if self.cache_ttl_seconds is not None:
             updates["ttl_seconds"] = self.cache_ttl_seconds
+        if self.cache_partitions != 1:
+            updates["partitions"] = self.cache_partitions
         return base.model_copy(update=updates) if updates else base
 
     def redis_url_value(self) -> str | None:

@@ -227,7 +227,7 @@ def test_timeouts_count_as_unavailable_and_recovery_is_seen(
     def timeout(*args: object, **kwargs: object) -> None:
         raise redis.TimeoutError("Timeout reading from socket")
 
-    monkeypatch.setattr(client, "evalsha", timeout)
+    monkeypatch.setattr(type(client.pipeline()), "execute", timeout)
     assert cache.get_many([digest("a")]) == [None]
     cache.set_many([(digest("a"), b"v")])
     assert (cache.available, cache.unavailable_errors) == (False, 2)
@@ -237,9 +237,10 @@ def test_timeouts_count_as_unavailable_and_recovery_is_seen(
     assert cache.available
 
 
-def test_other_errors_raise(client: fakeredis.FakeRedis) -> None:
+def test_other_errors_raise(client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = make(client)
-    cache._lookup = client.register_script("return redis.call('NO_SUCH_COMMAND')")
+    broken = "return redis.call('NO_SUCH_COMMAND')"
+    monkeypatch.setattr(rc, "_LOOKUP", rc._Script(broken, hashlib.sha1(broken.encode()).hexdigest()))
     with pytest.raises(redis.ResponseError):
         cache.get_many([digest("a")])
     assert cache.unavailable_errors == 0

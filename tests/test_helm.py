@@ -421,3 +421,14 @@ def test_notes_explain_flower_and_a_laptop_scan() -> None:
     assert f"port-forward svc/{RELEASE}-llm-shield-flower 5555" in notes
     assert f"port-forward svc/{RELEASE}-llm-shield-redis 6379" in notes
     assert "llm-shield scan" in notes and "redis://:$PASSWORD@localhost:6379/0" in notes
+
+
+def test_cache_partitions_and_a_cluster_cache_url_from_a_secret() -> None:
+    default = env(container(workers(render())[0]))
+    assert default["SHIELD_CACHE_PARTITIONS"]["value"] == "1" and "SHIELD_CACHE_URL" not in default
+    values = {"worker": {"cache": {"partitions": 16, "urlSecret": {"name": "shield-cache", "key": "url"}}}}
+    for deployment in workers(render(values)):
+        variables = env(container(deployment))
+        assert variables["SHIELD_CACHE_PARTITIONS"]["value"] == "16"
+        assert variables["SHIELD_CACHE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "shield-cache", "key": "url"}
+    assert "partitions" in render_error({"worker": {"cache": {"partitions": 0}}})

@@ -308,7 +308,9 @@ def test_reading_pauses_behind_a_stuck_batch(redis_url: str, monkeypatch: pytest
                 for pos in range(len(chunk.records)):
                     chunk.results[pos] = TextResult()
 
-    monkeypatch.setattr(OneStuckBatch, "live_workers", lambda self: {"busy-host:1"})
+    from llm_shield import liveness
+
+    monkeypatch.setattr(liveness, "live_members", lambda *args, **kwargs: {"busy-host:1"})
     job = OneStuckBatch(redis_url, ScanOptions(), settings)
     read = 0
 

@@ -48,8 +48,11 @@ from llm_shield.contract import (  # noqa: E402
     ML_SCANNERS,
     QUEUES,
     TASK_SCAN_BATCH,
+    TASK_SCAN_SPLIT,
     BatchOutcome,
     ScanBatch,
+    ScanSplit,
+    SplitOutcome,
     TextResult,
     cancelled_key,
     claims_key,
@@ -239,10 +242,11 @@ def _claim(request=None, **_: object) -> None:  # type: ignore[no-untyped-def]
     """Record which node holds a batch: if that node dies, the producer sends the batch again at once instead
     of waiting for the broker's visibility timeout."""
     try:
-        if request is None or request.name != TASK_SCAN_BATCH or not _node_member:
+        if request is None or request.name not in (TASK_SCAN_BATCH, TASK_SCAN_SPLIT) or not _node_member:
             return
         payload = request.args[0] if request.args else request.kwargs.get("payload")
-        job_id, index = payload["job_id"], payload["batch_index"]
+        job_id = payload["job_id"]
+        index = payload["batch_index"] if request.name == TASK_SCAN_BATCH else payload["split"]["index"]
         pipe = _redis(node=True).pipeline(transaction=False)
         pipe.hset(claims_key(job_id), str(index), _node_member)
         pipe.expire(claims_key(job_id), settings.result_ttl_seconds)
@@ -356,5 +360,53 @@ def scan_batch(self, payload: dict) -> None:  # type: ignore[no-untyped-def]
     pipe = client.pipeline()
     pipe.rpush(job_results_key(batch.job_id), outcome.model_dump_json())
     pipe.expire(job_results_key(batch.job_id), settings.result_ttl_seconds)
+    pipe.execute()
+    touch_heartbeat()
+
+
+@app.task(name=TASK_SCAN_SPLIT, bind=True, ignore_result=True, acks_late=True,
+          soft_time_limit=settings.split_time_limit, time_limit=settings.split_time_limit + 30,
+          autoretry_for=(RedisConnectionError, RedisTimeoutError), retry_backoff=True, max_retries=5)
+def scan_split(self, payload: dict) -> None:  # type: ignore[no-untyped-def]
+    """Distributed mode: scan one split of an input and publish its output part (`llm_shield.worker.splits`)."""
+    from llm_shield.errors import InputError
+    from llm_shield.worker.splits import run_split
+
+    task = ScanSplit.model_validate(payload)
+    client = _redis()
+    key = deliveries_key(task.job_id, task.split.index)
+    pipe = client.pipeline()
+    pipe.exists(cancelled_key(task.job_id))
+    pipe.incr(key)
+    pipe.expire(key, settings.result_ttl_seconds)
+    cancelled, deliveries = pipe.execute()[:2]
+    if cancelled:
+        log.info("split %s/%d dropped: its job was cancelled", task.job_id, task.split.index)
+        return
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    outcome = SplitOutcome(job_id=task.job_id, index=task.split.index)
+    if deliveries > settings.max_deliveries:
+        metrics.ERRORS.labels("poison_batch").inc()
+        outcome.error = (f"split {task.split.index} was delivered {deliveries - 1} times and its worker died each "
+                         "time (check the worker logs for crashes or memory kills)")
+    else:
+        scanner = _scanner_instance()
+        try:
+            outcome.done = run_split(task, lambda texts: scanner.scan(texts, task.options), settings, worker)
+        except SoftTimeLimitExceeded:
+            metrics.ERRORS.labels("time_limit").inc()
+            outcome.error = (f"split {task.split.index} took longer than SHIELD_SPLIT_TIME_LIMIT "
+                             f"({settings.split_time_limit}s); use a smaller --split-size")
+        except InputError as exc:  # the input or the output location cannot be read or written
+            outcome.error = f"split {task.split.index}: {exc}"
+        except (RedisConnectionError, RedisTimeoutError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the submitter, which stops with exit 3
+            metrics.ERRORS.labels("internal").inc()
+            log.exception("split %s/%d failed", task.job_id, task.split.index)
+            outcome.error = f"split {task.split.index}: internal error: {exc}"
+    pipe = client.pipeline()
+    pipe.rpush(job_results_key(task.job_id), outcome.model_dump_json())
+    pipe.expire(job_results_key(task.job_id), settings.result_ttl_seconds)
     pipe.execute()
     touch_heartbeat()
