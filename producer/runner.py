@@ -176,21 +176,25 @@ def _stopped_message(what: str, done: int, request: ScanRequest) -> str:
 
 
 class _sigterm_as_interrupt:
-    """SIGTERM (a container stop, `kill`) ends a scan like Ctrl-C does: finished rows written, exit 130."""
+    """SIGTERM (a container stop, `kill`) ends a scan like Ctrl-C does: finished rows written, exit 130. SIGINT
+    does so too even when the process inherited it ignored (started in the background by a non-interactive
+    shell, or under nohup): `kill -INT` then still stops the scan as documented."""
 
     def __enter__(self) -> None:
         import signal
         import threading
 
-        self._old = None
+        self._old: dict = {}
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, signal.default_int_handler)
 
     def __exit__(self, *exc: object) -> None:
         import signal
 
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            if old is not None:
+                signal.signal(sig, old)
 
 
 def check_complete(stats: JobStats) -> None:

@@ -46,3 +46,18 @@ def test_run_all_quick_prints_every_benchmark(model_settings, tmp_path: Path) ->
     data = json.loads(out.read_text())
     assert {"cores", "cpu", "onnxruntime", "date"} <= set(data["machine"])
     assert {r["benchmark"] for r in data["rows"]} == set(BENCHMARKS)
+
+
+@pytest.mark.timeout(600)
+def test_producer_bench_beside_a_baseline_prints_both(model_settings, tmp_path: Path) -> None:  # noqa: ANN001
+    out = tmp_path / "producer.json"
+    env_keep = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SHIELD_")}
+    proc = subprocess.run(
+        [sys.executable, "bench/bench_producer.py", "--rows", "300", "--baseline", "HEAD", "--home",
+         str(model_settings.home), "--json", str(out)],
+        cwd=REPO, env=env_keep, capture_output=True, text=True, timeout=580)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "floor: plain json loop" in proc.stdout and "this checkout / baseline, cached" in proc.stdout
+    figures = json.loads(out.read_text())
+    for tree in ("baseline (HEAD)", "this checkout"):
+        assert figures[tree]["cached_rows_per_cpu_s"] > 0 and figures[tree]["sent_redis_commands_per_row"] > 0

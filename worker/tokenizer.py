@@ -16,6 +16,8 @@ class Window:
     text_index: int
     ids: list[int]
     type_ids: list[int]
+    #: (first char, end char) of the text the window covers; only from ``encode(..., spans=True)`` (training)
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class TextTokenizer:
         self._tok.enable_truncation(max_length, stride=self.stride)
         self.pad_id = self._tok.token_to_id("[PAD]") or 0
 
-    def encode(self, texts: list[str]) -> Encoded:
+    def encode(self, texts: list[str], spans: bool = False) -> Encoded:
         windows: list[Window] = []
         counts: list[int] = []
         truncated: list[bool] = []
@@ -50,7 +52,7 @@ class TextTokenizer:
             truncated.append(len(parts) > self.max_windows)
             parts = parts[: self.max_windows]
             counts.append(len(parts))
-            windows.extend(Window(i, p.ids, p.type_ids) for p in parts)
+            windows.extend(Window(i, p.ids, p.type_ids, _char_span(p.offsets) if spans else None) for p in parts)
         return Encoded(windows, counts, truncated)
 
     def pad(self, windows: list[Window]) -> dict[str, np.ndarray]:
@@ -65,3 +67,9 @@ class TextTokenizer:
             mask[row, :k] = 1
             types[row, :k] = w.type_ids
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def _char_span(offsets: list[tuple[int, int]]) -> tuple[int, int]:
+    """Characters covered by a window's tokens (special tokens have the offset (0, 0) and are skipped)."""
+    real = [o for o in offsets if o != (0, 0)]
+    return (real[0][0], real[-1][1]) if real else (0, 0)

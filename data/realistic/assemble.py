@@ -73,6 +73,11 @@ CARRIER_KINDS = ("documentation", "email", "ticket", "chat", "markdown", "log", 
 #: Characters of carrier around a payload in a training example (one window is ~256 tokens, ~1,000 chars).
 TRAIN_CARRIER_CHARS = (0, 850)
 TRAIN_FILL_CHARS = 1300
+#: Third round: training injections hidden in long documents (labelled window by window, see finetune.py), and
+#: application/gateway log lines carrying a prompt per split.
+LONG_EMBEDDED_TRAIN = 3000
+LONG_CARRIER_CHARS = (1500, 8000)
+GATEWAY_LOGS = {"train": 2500, "val": 300, "ood_test": 450}
 #: Benign chat transcripts built from the training (validation) sources' user messages and answers.
 TRANSCRIPTS = {"train": 2500, "val": 300}
 TOXIC_BENIGN_TRAIN = 6000
@@ -131,9 +136,10 @@ def cut_at_space(text: str, start: int, end: int) -> str:
     return text[start:end]
 
 
-def embed(carrier: dict, payload: dict, rng: random.Random, carrier_chars: int | None) -> str:
-    """The payload inserted at a random position (a line or word boundary) of the carrier's text; with
-    `carrier_chars`, the carrier is first cut to a random stretch of about that many characters."""
+def embed(carrier: dict, payload: dict, rng: random.Random, carrier_chars: int | None) -> tuple[str, list[int]]:
+    """(text, [start, end] of the payload in it): the payload inserted at a random position (a line or word
+    boundary) of the carrier's text; with `carrier_chars`, the carrier is first cut to a random stretch of about
+    that many characters."""
     text = carrier["text"]
     if carrier_chars is not None and len(text) > carrier_chars:
         start = rng.randint(0, len(text) - carrier_chars)
@@ -150,7 +156,8 @@ def embed(carrier: dict, payload: dict, rng: random.Random, carrier_chars: int |
     before, after = text[:at], text[at:]
     sep_b = "" if not before or before.endswith(("\n", " ")) else " "
     sep_a = "" if not after or after.startswith(("\n", " ")) else " "
-    return f"{before}{sep_b}{wrapped}{sep_a}{after}"
+    first = len(before) + len(sep_b)
+    return f"{before}{sep_b}{wrapped}{sep_a}{after}", [first, first + len(wrapped)]
 
 
 def make_embedded(carriers: list[dict], payloads: list[dict], n: int, rng: random.Random, split: str,
@@ -166,16 +173,82 @@ def make_embedded(carriers: list[dict], payloads: list[dict], n: int, rng: rando
         if split == "train":
             # half the examples fill most of a window with carrier text, as a long document's window does
             chars = rng.randint(*TRAIN_CARRIER_CHARS) if rng.random() < 0.5 else TRAIN_FILL_CHARS
-            text = embed(carrier, payload, rng, chars)
+            text, _ = embed(carrier, payload, rng, chars)
             while not fits(text) and chars > 0:
                 chars = max(0, chars - 150)
-                text = embed(carrier, payload, rng, chars)
+                text, _ = embed(carrier, payload, rng, chars)
             if not fits(text):
                 continue
         else:
-            text = embed(carrier, payload, rng, None)
+            text, _ = embed(carrier, payload, rng, None)
         out.append(row(text, "INJECTION", f"embedded:{payload['source']}", f"indirect_{carrier['kind']}",
                        payload.get("lang", "en"), carrier_source=carrier["source"]))
+    return out
+
+
+def make_long_embedded(carriers: list[dict], payloads: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """Payloads hidden in long stretches of carrier (several windows), with the payload's span recorded: training
+    labels the windows that hold the payload as attacks and the carrier's other windows as benign."""
+    carriers = [c for c in carriers if c["kind"] in CARRIER_KINDS and len(c["text"]) >= LONG_CARRIER_CHARS[0]]
+    out: list[dict] = []
+    for _ in range(n if carriers and payloads else 0):
+        carrier, payload = rng.choice(carriers), rng.choice(payloads)
+        text, span = embed(carrier, payload, rng, rng.randint(*LONG_CARRIER_CHARS))
+        out.append(row(text, "INJECTION", f"embedded:{payload['source']}", f"indirect_{carrier['kind']}",
+                       payload.get("lang", "en"), carrier_source=carrier["source"], span=span))
+    return out
+
+
+# -- application and gateway logs that carry a prompt in a field ------------------------------------------------
+#: Formats of the training and validation splits; the test split uses GATEWAY_TEST (other fields, other layouts).
+GATEWAY_TRAIN = (
+    '{ts} INFO  gateway request_id={rid} user=u-{uid} route=/v1/chat status=200 latency_ms={ms} prompt={q}',
+    '{ts} level=info msg="chat request" model={model} tokens={tok} user_id={uid} input={q}',
+    '{{"time": "{ts}", "level": "INFO", "logger": "api.chat", "request_id": "{rid}", "prompt": {j}}}',
+    '{{"ts": "{ts}", "event": "llm.call", "model": "{model}", "messages": [{{"role": "user", "content": {j}}}]}}',
+    '{ts} [INFO] app.routes.chat: received message from user {uid}: {q}',
+    'INFO:chatbot.handler:user_message={q} session={rid}',
+    '{ip} - - [{clf}] "POST /api/v1/completions HTTP/1.1" 200 {tok} "-" "python-httpx/0.27" prompt={q}',
+)
+GATEWAY_TEST = (
+    '[{ts}] llm-proxy | INFO | model={model} | tokens_in={tok} | input: {raw}',
+    '{{"timestamp": "{ts}", "service": "assistant-api", "event": "completion.request", "user_input": {j}}}',
+    '{ts} web-{uid} app[{tok}]: handled chat turn conv={rid} text={q}',
+)
+GATEWAY_CONTEXT = (
+    '{ts} DEBUG retriever request_id={rid} fetched {tok} documents from index',
+    '{ts} INFO  gateway request_id={rid} route=/healthz status=200 latency_ms={ms}',
+    '{ts} WARN  ratelimit user=u-{uid} remaining=0 reset_s={ms}',
+    '{{"time": "{ts}", "level": "DEBUG", "logger": "cache", "hit": true, "key": "{rid}"}}',
+    '{ts} INFO  worker completed job {rid} in {ms} ms',
+)
+
+
+def _gateway_line(fmt: str, text: str, rng: random.Random) -> str:
+    ts = f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:" \
+         f"{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}Z"
+    flat = " ".join(text.split())
+    return fmt.format(
+        ts=ts, rid=f"{rng.getrandbits(32):08x}", uid=rng.randint(1, 9999), ms=rng.randint(20, 4000),
+        tok=rng.randint(1, 4000), model=rng.choice(["gpt-4o-mini", "llama-3-8b", "claude-3-haiku", "mistral-7b"]),
+        ip=f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+        clf=f"{rng.randint(1, 28):02d}/May/2024:{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00 +0000",
+        q=json.dumps(flat, ensure_ascii=False), j=json.dumps(text, ensure_ascii=False), raw=flat)
+
+
+def make_gateway_logs(prompts: list[dict], payloads: list[dict], n: int, rng: random.Random,
+                      formats: tuple[str, ...]) -> list[dict]:
+    """Log lines (alone or among a few other lines) that carry a user's prompt in a field: benign prompts SAFE,
+    injection payloads INJECTION, in the same formats, so the format says nothing about the label."""
+    out: list[dict] = []
+    for _ in range(n if prompts and payloads else 0):
+        attack = rng.random() < 0.35
+        source = rng.choice(payloads if attack else prompts)
+        lines = [_gateway_line(rng.choice(formats), source["text"].strip(), rng)]
+        for _ in range(rng.choice([0, 0, 1, 2, 4])):
+            lines.insert(rng.randint(0, len(lines)), _gateway_line(rng.choice(GATEWAY_CONTEXT), "", rng))
+        out.append(row("\n".join(lines), "INJECTION" if attack else "SAFE",
+                       f"gateway_log:{source['source']}", "gateway_log", source.get("lang", "en")))
     return out
 
 
@@ -280,6 +353,19 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
     # its own generator: the test split does not move when the training recipe changes
     splits["ood_test"] += make_embedded(benign_by_split["ood_test"], test_payloads, EMBEDDED["ood_test"],
                                         random.Random(SEED + 2), "ood_test", fits)
+    # third round: long documents with a payload span, and gateway logs (their own generators, added after the
+    # rows above so that those stay what they were)
+    third = random.Random(SEED + 4)
+    splits["train"] += make_long_embedded(benign_by_split["train"], train_payloads, LONG_EMBEDDED_TRAIN, third)
+    user_prompts = {split: [b for b in benign_by_split[split] + safe_labelled.get(split, [])
+                            if b["kind"] in ("chat", "benign_question") and len(b["text"]) < 600]
+                    for split in ("train", "val")}
+    user_prompts["ood_test"] = [b for b in benign_by_split["ood_test"] + prompts
+                                if b["source"] in HOLDOUT_BENIGN and b["kind"] == "chat" and len(b["text"]) < 600]
+    for split, pool, formats in (("train", train_payloads, GATEWAY_TRAIN), ("val", val_payloads, GATEWAY_TRAIN),
+                                 ("ood_test", test_payloads, GATEWAY_TEST)):
+        splits[split] += make_gateway_logs(user_prompts[split], pool, GATEWAY_LOGS[split],
+                                           random.Random(SEED + 5 + len(split)), formats)
     return _finish(splits, rng)
 
 

@@ -7,8 +7,9 @@ fine-tuned layers and the head in float16, safetensors) that ``llm-shield models
 weights to write the usual ONNX graph: same graph, same speed as a frozen-encoder model.
 
 Training texts are cut into the same token windows the workers score (``MAX_LENGTH`` tokens, overlapping), and
-every window is an example: a label describes the window the text fits in (training rows are at most one window
-long, or benign, whose every window is benign).
+every window is an example with its own label: a benign text's windows are benign, a standalone attack fits in one
+window, and an attack hidden in a long document carries its payload's character span, so the windows that hold
+the payload are attacks and the carrier's other windows benign (``windows_for``).
 
 Deterministic for a given data file, base weights, seed and thread count (one intra-op thread by default).
 """
@@ -180,27 +181,74 @@ class WindowSet:
     owner: np.ndarray  # index of the text each window belongs to
 
 
+#: A window of an attack text with a known payload span counts as an attack when it holds at least this share
+#: of the payload's characters (or PAYLOAD_CHARS of them); a window holding none of it is benign carrier text.
+PAYLOAD_SHARE = 0.5
+PAYLOAD_CHARS = 400
+#: Windows kept per text: benign carrier windows of an embedded attack, attack windows.
+CARRIER_WINDOWS = 2
+PAYLOAD_WINDOWS = 4
+
+
 def windows_for(tokenizer_path: Path, texts: list[str], labels: list[int], weights: list[float],
-                max_length: int, stride: int, max_windows: int) -> WindowSet:
-    """Every text's windows (as the workers cut them), each with its text's label and a share of its weight."""
+                max_length: int, stride: int, max_windows: int,
+                spans: list[tuple[int, int] | None] | None = None) -> WindowSet:
+    """Every text's windows (as the workers cut them), each with a label and a share of its text's weight.
+
+    A text without a span keeps at most `max_windows` windows (the first and an even spread of the others),
+    each labelled as the text. A text with a span (an attack payload hidden in a longer benign carrier, as
+    ``data/realistic/assemble.py`` records it) is labelled window by window: the windows that hold the payload
+    are attacks, windows of carrier text only are benign, windows holding a sliver of it are left out.
+    """
     from llm_shield.worker.tokenizer import TextTokenizer
 
-    tok = TextTokenizer(tokenizer_path, max_length, stride=stride, max_windows=max_windows)
+    long_cap = 64 if spans is not None else max_windows
+    tok = TextTokenizer(tokenizer_path, max_length, stride=stride, max_windows=long_cap)
     ids: list[np.ndarray] = []
     out_labels: list[int] = []
     out_weights: list[float] = []
     owner: list[int] = []
     for start in range(0, len(texts), 1024):
-        enc = tok.encode(texts[start:start + 1024])
+        enc = tok.encode(texts[start:start + 1024], spans=spans is not None)
+        by_text: dict[int, list] = {}
         for w in enc.windows:
-            i = start + w.text_index
-            ids.append(np.asarray(w.ids, dtype=np.int32))
-            out_labels.append(labels[i])
-            owner.append(i)
-        for i, count in enumerate(enc.window_counts):
-            out_weights.extend([weights[start + i] / math.sqrt(count)] * count)
+            by_text.setdefault(w.text_index, []).append(w)
+        for k, group in sorted(by_text.items()):
+            i = start + k
+            span = spans[i] if spans is not None else None
+            chosen = _span_windows(group, span) if span else [(w, labels[i]) for w in _spread(group, max_windows)]
+            for label in set(lab for _, lab in chosen):
+                same = [w for w, lab in chosen if lab == label]
+                for w in same:
+                    ids.append(np.asarray(w.ids, dtype=np.int32))
+                    out_labels.append(label)
+                    out_weights.append(weights[i] / math.sqrt(len(same)))
+                    owner.append(i)
     return WindowSet(ids, np.asarray(out_labels, dtype=np.int64), np.asarray(out_weights, dtype=np.float32),
                      np.asarray(owner, dtype=np.int64))
+
+
+def _spread(windows: list, keep: int) -> list:
+    """At most `keep` windows: the first and others evenly spread over the text (all when there are few)."""
+    if len(windows) <= keep:
+        return windows
+    picks = np.linspace(0, len(windows) - 1, keep).round().astype(int)
+    return [windows[j] for j in sorted(set(picks.tolist()))]
+
+
+def _span_windows(windows: list, span: tuple[int, int]) -> list[tuple]:
+    """(window, label) of an embedded attack's windows: payload windows 1, carrier-only windows 0."""
+    first, end = span
+    size = max(1, end - first)
+    attack, carrier = [], []
+    for w in windows:
+        inside = max(0, min(end, w.span[1]) - max(first, w.span[0]))
+        if inside >= min(PAYLOAD_SHARE * size, PAYLOAD_CHARS):
+            attack.append(w)
+        elif inside == 0:
+            carrier.append(w)
+    return ([(w, 1) for w in _spread(attack, PAYLOAD_WINDOWS)]
+            + [(w, 0) for w in _spread(carrier, CARRIER_WINDOWS)])
 
 
 def _batches(lengths: np.ndarray, batch_tokens: int, max_batch: int, rng: np.random.Generator | None) -> list[np.ndarray]:

@@ -71,8 +71,9 @@ def train_task(task: str, data_dir: Path, out: Path | None = None, weights_sourc
     weights, config = load_bert_weights(weights_dir)
     tokenizer = weights_dir / "tokenizer.json"
     started = time.monotonic()
+    spans = [tuple(r["span"]) if r.get("span") else None for r in train_rows]
     data = finetune.windows_for(tokenizer, texts, y, [float(r.get("weight", 1.0)) for r in train_rows],
-                                MAX_LENGTH, VAL_STRIDE, TRAIN_MAX_WINDOWS)
+                                MAX_LENGTH, VAL_STRIDE, TRAIN_MAX_WINDOWS, spans=spans)
     log.info("%s: %d training texts -> %d windows, %d tokens", task, len(texts), len(data.ids),
              sum(len(i) for i in data.ids))
     frozen, top, bias = finetune.build_modules(weights, config, settings.train_layers)
