@@ -246,3 +246,40 @@ def test_merge_refuses_an_unfinished_job(tmp_path: Path, model_env: dict[str, st
     assert done.returncode == 3 and "--resume" in done.stderr and not (tmp_path / "m.jsonl").exists()
     with pytest.raises(InputError):
         PartStore(str(a))  # a file is not an output folder
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_s3_inputs_and_an_s3_output_prefix(redis_url: str, model_env: dict[str, str], s3_bucket: str,
+                                           tmp_path: Path) -> None:
+    """Inputs from S3 objects (one split each) and from a local file (byte ranges), parts and markers to an S3
+    prefix, merged from there; the merge equals a single-producer scan of the same inputs (which then takes every
+    score from the cache the distributed scan filled: equal to the last digit)."""
+    import boto3
+
+    a, _, c = write_inputs(tmp_path, 400)
+    s3 = boto3.client("s3")
+    s3.upload_file(str(c), s3_bucket, "in/c.csv")
+    s3.put_object(Bucket=s3_bucket, Key="in/d.jsonl", Body=b'{"text": "fine"}\n{"text": "' + ATTACK.encode() + b'"}\n')
+    env = {**model_env, "SHIELD_REDIS_URL": redis_url, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    worker = WorkerProcess(redis_url, "int8", env, log_dir=tmp_path).wait_ready()
+    try:
+        inputs = [str(a), f"s3://{s3_bucket}/in/"]
+        prefix = f"s3://{s3_bucket}/results/run-1/"
+        done = cli("scan", *inputs, "--distributed", "--split-size", "8KB", "-o", prefix, env=env)
+        assert done.returncode == 0, done.stderr
+        listed = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="results/run-1/")["Contents"]}
+        parts = sorted(k for k in listed if k.endswith(".jsonl"))
+        assert "results/run-1/_manifest.json" in listed and len(parts) >= 4
+        assert all(p.replace(".jsonl", ".done.json") in listed for p in parts)
+        merged, single = tmp_path / "merged.jsonl", tmp_path / "single.jsonl"
+        assert cli("merge", prefix, "-o", str(merged), env=env).returncode == 0
+        done = cli("scan", *inputs, "-o", str(single), "--no-progress", env=env)
+        assert done.returncode == 0, done.stderr
+        got = rows(merged)
+        strip = lambda r: {k: v for k, v in r.items() if k != "cached"}  # noqa: E731 - the rescan's rows are cached
+        assert [strip(r) for r in got] == [strip(r) for r in rows(single)]  # scores too: the rescan's come from the cache
+        assert [r["source"]["uri"] for r in got[-2:]] == [f"s3://{s3_bucket}/in/d.jsonl"] * 2
+        assert not got[-1]["valid"] and got[-2]["valid"]
+    finally:
+        worker.stop()
