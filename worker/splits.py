@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 
 from llm_shield.contract import PartDone, ScanSplit, TextResult
+from llm_shield.errors import InputError
 from llm_shield.producer.job import JobStats
 from llm_shield.producer.output import ResultWriter
-from llm_shield.errors import InputError
 from llm_shield.producer.splits import PartStore, done_name, dump, load_manifest, read_marker, read_split
 from llm_shield.settings import ShieldSettings
 
