@@ -292,6 +292,8 @@ def models_train(
                                                       "data/<task>/train.jsonl.gz)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Folder with <task>/train.jsonl.gz and val.jsonl.gz")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training windows")] = 2,
+    train_layers: Annotated[int, typer.Option(min=1, max=6, help="Top encoder layers fine-tuned (the rest stay "
+                                              "frozen)")] = 2,
     target_fpr: Annotated[float, typer.Option(min=0.0, max=0.5, help="False-positive rate per benign text that "
                                               "the default threshold is chosen for")] = 0.01,
     out: Annotated[Optional[Path], typer.Option(help="Artifact path (default: worker/modelbuild/trained/<task>"
@@ -318,7 +320,8 @@ def models_train(
         raise ConfigError("--out names one file: train one --task at a time with it")
     for name in tasks:
         meta = (calibrate_task(name, data, out, target_fpr=target_fpr) if calibrate_only
-                else train_task(name, data, out, settings=TrainSettings(epochs=epochs), target_fpr=target_fpr))
+                else train_task(name, data, out, settings=TrainSettings(epochs=epochs, train_layers=train_layers),
+                                 target_fpr=target_fpr))
         typer.echo(f"{name}: threshold {meta['threshold']:.6f} for {100 * target_fpr:g}% FPR; validation FPR "
                    f"{100 * meta['val_fpr']:.2f}%, recall {100 * (meta['val_recall'] or 0):.1f}%; window penalty "
                    f"{meta['window_penalty']}")
