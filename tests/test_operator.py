@@ -24,6 +24,7 @@ from llm_shield.contract import (
     ScanOptions,
     TextResult,
     cancelled_key,
+    claims_key,
     live_workers_key,
 )
 from tests.workers import WorkerProcess
@@ -242,6 +243,24 @@ def test_no_live_worker_is_said_within_seconds_and_stops(redis_url: str, model_e
     assert took < 60, took
 
 
+def wait_until_mid_batch(client: redis.Redis, node_pid: int, out: Path, batch_size: int,
+                         proc: subprocess.Popen[str], timeout: float = 120) -> bool:
+    """True once the worker node `node_pid` holds a batch whose rows are not written yet, twice 0.1 s apart."""
+    def outstanding() -> set[int]:
+        written = out.read_text().count("\n") if out.exists() else 0
+        claimed = {int(i) for key in client.scan_iter(claims_key("*"))
+                   for i, node in client.hgetall(key).items() if node.decode().endswith(f":{node_pid}")}
+        return {i for i in claimed if i * batch_size >= written}
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        before = outstanding()
+        time.sleep(0.1)
+        if before & outstanding():
+            return True
+    return False
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_whole_worker_killed_its_batch_is_sent_again_within_a_minute(redis_url: str, model_env: dict[str, str],
@@ -251,8 +270,11 @@ def test_whole_worker_killed_its_batch_is_sent_again_within_a_minute(redis_url: 
     second = None
     try:
         src, out = make_jsonl(tmp_path / "in.jsonl", n), tmp_path / "out.jsonl"
-        proc = start_scan(src, out, {**model_env, "SHIELD_REDIS_URL": redis_url})
-        wait_for_rows(out, 100, proc)
+        proc = start_scan(src, out, {**model_env, "SHIELD_REDIS_URL": redis_url}, "--batch-size", "1000")
+        wait_for_rows(out, 1000, proc)
+        # Kill while the worker holds a batch, not in the moment between answering one and taking the next
+        # (then nothing would need sending again and the test would prove nothing).
+        assert wait_until_mid_batch(redis.Redis.from_url(redis_url), first.proc.pid, out, 1000, proc), "the scan ended too soon"
         os.killpg(first.proc.pid, signal.SIGKILL)  # parent and pool: its batch stays unacknowledged in Redis
         first.proc.wait()
         second = WorkerProcess(redis_url, "int8", model_env, log_dir=tmp_path)
