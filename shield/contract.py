@@ -6,6 +6,7 @@ Both sides import this module and nothing heavier, so it must stay free of onnxr
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -121,6 +122,17 @@ class TextResult(BaseModel):
     error: str | None = None
 
 
+#: A TextResult as plain JSON data: what `model_dump(mode="json")` gives, key for key in the models' field order,
+#: so that `pydantic_core.to_json` writes the model's JSON byte for byte. The producer keeps results in this form
+#: (`detection.decide.assemble_fields`): building and serializing the models cost most of a cached row's time.
+ResultFields = dict[str, Any]
+
+
+def error_fields(message: str, arm: str | None = None) -> ResultFields:
+    """The result of a row that could not be scanned, as JSON data."""
+    return TextResult(valid=False, arm=arm, error=message).model_dump(mode="json")
+
+
 class ScanBatch(BaseModel):
     """Payload of one `shield.scan_batch` task: a batch of texts of one job (never one text per task)."""
 
@@ -219,7 +231,7 @@ class OutputRow(TextResult, RowIdentity):
 def _tagged(tag: str, value: str) -> bytes:
     data = value.encode("utf-8", "surrogatepass")
     # tag, length and value: no two distinct field tuples can encode to the same bytes
-    return tag.encode() + b":" + str(len(data)).encode() + b":" + data + b";"
+    return b"%s:%d:%s;" % (tag.encode(), len(data), data)
 
 
 def _window_tag(window: WindowConfig) -> str:
@@ -241,9 +253,18 @@ def _key_prefix(scanner: str, model: ModelRef, window: WindowConfig) -> "hashlib
 def ml_cache_key(scanner: str, model: ModelRef, window: WindowConfig, text: str) -> bytes:
     """Raw sha256 over a field-tagged encoding of everything that determines a model's output:
     cache schema version, scanner, model sha256, variant, window settings, and the text."""
-    h = _key_prefix(scanner, model, window).copy()  # the fixed fields are hashed once per model
-    h.update(_tagged("text", text))
-    return h.digest()
+    return ml_cache_keys(scanner, model, window, [text])[0]
+
+
+def ml_cache_keys(scanner: str, model: ModelRef, window: WindowConfig, texts: Iterable[str]) -> list[bytes]:
+    """`ml_cache_key` of each text."""
+    prefix = _key_prefix(scanner, model, window)  # the fixed fields are hashed once per model
+    keys = []
+    for text in texts:
+        h = prefix.copy()
+        h.update(_tagged("text", text))
+        keys.append(h.digest())
+    return keys
 
 
 def job_results_key(job_id: str) -> str:

@@ -1,4 +1,4 @@
-"""The JSONL writer: the spliced fast path writes exactly what serializing an OutputRow writes."""
+"""The JSONL writer: its fast paths write exactly what serializing an OutputRow writes."""
 
 from __future__ import annotations
 
@@ -41,9 +41,11 @@ def test_spliced_lines_equal_serialized_rows(tmp_path_factory, record_id: str, s
     path = tmp_path_factory.mktemp("out") / "rows.jsonl"
     writer = ResultWriter(str(path))
     writer.write_result(record_id, source, result)
+    writer.write_result(record_id, source, result.model_dump(mode="json"))  # the same result as JSON data
     writer.close()
-    line = path.read_bytes()
+    line, again = path.read_bytes().splitlines(keepends=True)
     assert line == (OutputRow(id=record_id, source=source, **result.__dict__).model_dump_json() + "\n").encode()
+    assert again == line
     row = json.loads(line)
     assert line.endswith(b"\n") and row["id"] == record_id and list(row)[:2] == ["id", "source"]
 

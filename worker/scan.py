@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from llm_shield.contract import MLScore, ScanOptions, ServedModel, TextResult, ml_cache_key
+from llm_shield.contract import MLScore, ScanOptions, ServedModel, TextResult, ml_cache_keys
 from llm_shield.detection.decide import assemble, plan_text
 from llm_shield.errors import ShieldError
 from llm_shield.settings import ShieldSettings
@@ -112,7 +112,7 @@ class BatchScanner:
                      errors: dict[str, str], from_cache: dict[str, bool],
                      count_lookups: bool = True) -> dict[str, MLScore]:
         model, window = engine.model.ref, engine.model.window
-        keys = [ml_cache_key(name, model, window, t) for t in group]
+        keys = ml_cache_keys(name, model, window, group)
         found: dict[str, MLScore] = {}
         if self.cache is not None:
             for text, raw in zip(group, self.cache.get_many(keys, count=count_lookups)):

@@ -9,7 +9,8 @@ Inputs (all in the repository; see data/SOURCES.md for provenance and licences):
   data/realistic/pi_labelled.jsonl.gz          labelled prompt-injection datasets from packages (extract_attacks.py)
   data/realistic/injection_payloads.jsonl.gz   standalone injection payloads, for embedding in carriers
   data/prompt_injection/train.jsonl            the earlier training set (generators + package data)
-  data/realistic/toxicity_*.jsonl(.gz)         toxicity texts (hand-written v2, external)
+  data/realistic/toxicity_*.jsonl(.gz)         toxicity texts (hand-written v2 and v3, external)
+  data/realistic/action_*.jsonl                hand-written action payloads and their benign look-alikes
   data/toxicity/train.jsonl                    the earlier toxicity training set
 
 Honest evaluation: whole SOURCES are held out (``HOLDOUT_*`` below), never a random split of one generator or
@@ -81,6 +82,11 @@ GATEWAY_LOGS = {"train": 2500, "val": 300, "ood_test": 450}
 #: Benign chat transcripts built from the training (validation) sources' user messages and answers.
 TRANSCRIPTS = {"train": 2500, "val": 300}
 TOXIC_BENIGN_TRAIN = 6000
+#: Fourth round: obfuscated copies of training payloads (standalone and embedded), and the hand-written action
+#: payloads (tool abuse, code execution, exfiltration) with their benign look-alikes (action_*.jsonl).
+OBFUSCATED = {"train": 1600, "val": 160}
+ACTION_EMBEDDED = {"train": 1500, "val": 150}
+ACTION_VAL_SHARE = 0.15
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -291,6 +297,72 @@ def make_transcripts(pool: list[dict], n: int, rng: random.Random) -> list[dict]
     return out
 
 
+# -- obfuscation ---------------------------------------------------------------------------------------------
+#: Latin letters and look-alikes from other scripts (Cyrillic, Greek) that attackers swap in to dodge filters.
+HOMOGLYPHS = {"a": "а", "c": "с", "e": "е", "i": "і", "j": "ј", "o": "о", "p": "р", "s": "ѕ", "x": "х", "y": "у",
+              "A": "А", "B": "В", "C": "С", "E": "Е", "H": "Н", "K": "К", "M": "М", "O": "О", "P": "Р", "T": "Т",
+              "X": "Х", "v": "ν", "n": "η", "u": "υ"}
+LEET = {"a": "4@", "e": "3€", "i": "1|!", "o": "0", "s": "5$", "t": "7+", "l": "1|", "g": "9", "b": "8", "z": "2"}
+SEPARATORS = ("  ", " _ ", " - ", " | ", ".", "_", " ; ", " . ")
+
+
+def obfuscate(text: str, rng: random.Random) -> str:
+    """The text disguised as filter-dodging attacks are: look-alike letters, leetspeak, separators inside or
+    between words, odd casing; one or two of these, each at a random strength."""
+    methods = rng.sample(("homoglyph", "leet", "separate", "case"), rng.choice((1, 1, 2)))
+    out = text
+    for method in methods:
+        rate = rng.uniform(0.15, 0.6)
+        if method == "homoglyph":
+            out = "".join(HOMOGLYPHS[c] if c in HOMOGLYPHS and rng.random() < rate else c for c in out)
+        elif method == "leet":
+            out = "".join(rng.choice(LEET[c.lower()]) if c.lower() in LEET and rng.random() < rate else c
+                          for c in out)
+        elif method == "separate":
+            sep = rng.choice(SEPARATORS)
+            if rng.random() < 0.3:  # inside words: i.g.n.o.r.e
+                words = [sep.strip().join(w) if len(w) > 3 and rng.random() < rate else w for w in out.split(" ")]
+                out = " ".join(words)
+            else:
+                out = "".join(sep if c == " " and rng.random() < rate else c for c in out)
+        else:
+            out = "".join(c.upper() if rng.random() < rate else c.lower() for c in out)
+    return out
+
+
+def fourth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[dict]],
+                 payloads_by_split: dict[str, list[dict]], fits) -> None:
+    """Obfuscated payloads and action payloads, added to train and val only (ood_test does not move)."""
+    rng = random.Random(SEED + 6)
+    actions = read_jsonl(HERE / "action_payloads.jsonl") if (HERE / "action_payloads.jsonl").exists() else []
+    look_alikes = (read_jsonl(HERE / "action_hard_negatives.jsonl")
+                   if (HERE / "action_hard_negatives.jsonl").exists() else [])
+    for split in ("train", "val"):
+        pool = payloads_by_split[split]
+        obfuscated = [{**p, "text": obfuscate(p["text"], rng), "source": p["source"] + ":obfuscated"}
+                      for p in rng.sample(pool, min(OBFUSCATED[split], len(pool)))]
+        half = len(obfuscated) // 2
+        splits[split] += [row(p["text"], "INJECTION", p["source"], "obfuscation", p.get("lang", "en"))
+                          for p in obfuscated[:half]]
+        splits[split] += make_embedded(benign_by_split[split], obfuscated[half:], len(obfuscated) - half, rng,
+                                       split, fits)
+        # the same disguises on benign prompts, so that odd letters alone do not mean "attack"
+        prompts = [b for b in benign_by_split[split] if b["kind"] in ("chat", "benign_question")
+                   and len(b["text"]) < 400]
+        splits[split] += [row(obfuscate(b["text"], rng), "SAFE", b["source"] + ":obfuscated", "obfuscated_benign",
+                              b.get("lang", "en")) for b in rng.sample(prompts, min(len(obfuscated) // 2, len(prompts)))]
+        mine = [a for a in actions if (bucket("val:" + a["text"]) < ACTION_VAL_SHARE) == (split == "val")]
+        mine += [{**a, "text": obfuscate(a["text"], rng), "source": a["source"] + ":obfuscated"}
+                 for a in rng.sample(mine, len(mine) // 5)]
+        splits[split] += [row(a["text"], "INJECTION", a["source"], a.get("category", "tool_abuse"),
+                              a.get("lang", "en")) for a in mine]
+        splits[split] += make_embedded(benign_by_split[split], mine, ACTION_EMBEDDED[split] if mine else 0, rng,
+                                       split, fits)
+        safe = [b for b in look_alikes if (bucket("val:" + b["text"]) < ACTION_VAL_SHARE) == (split == "val")]
+        splits[split] += [row(b["text"], "SAFE", b["source"], b.get("category", "benign_action_text"),
+                              b.get("lang", "en")) for b in safe]
+
+
 # -- prompt injection ---------------------------------------------------------------------------------------
 def prompt_injection(fits) -> dict[str, list[dict]]:
     rng = random.Random(SEED)
@@ -366,6 +438,7 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
                                  ("ood_test", test_payloads, GATEWAY_TEST)):
         splits[split] += make_gateway_logs(user_prompts[split], pool, GATEWAY_LOGS[split],
                                            random.Random(SEED + 5 + len(split)), formats)
+    fourth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads}, fits)
     return _finish(splits, rng)
 
 
@@ -441,7 +514,8 @@ def toxicity() -> dict[str, list[dict]]:
     rows_: list[dict] = []
     rows_ += [row(r["text"], r["label"], r["source"], r.get("category", "earlier"))
               for r in read_jsonl(DATA / "toxicity" / "train.jsonl")]
-    for name in ("toxicity_handwritten_train.jsonl", "toxicity_handwritten_eval.jsonl", "toxicity_external.jsonl.gz"):
+    for name in ("toxicity_handwritten_train.jsonl", "toxicity_handwritten_train_v3.jsonl", "toxicity_handwritten_eval.jsonl",
+                 "toxicity_external.jsonl.gz"):
         rows_ += [row(r["text"], r["label"], r["source"], r.get("category", "labelled"), r.get("lang", "en"))
                   for r in read_jsonl(HERE / name)]
     for r in rows_:
@@ -479,7 +553,8 @@ def _finish_tox(splits: dict[str, list[dict]], rng: random.Random) -> dict[str, 
             if key and key not in seen:
                 seen.add(key)
                 kept.append(r)
-        rng.shuffle(kept)
+        # the test split's own generator: its order does not move when the training recipe changes
+        (random.Random(SEED + 3) if split == "ood_test" else rng).shuffle(kept)
         splits[split] = kept
     return splits
 

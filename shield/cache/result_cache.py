@@ -382,8 +382,11 @@ class ResultCache:
     def _by_partition(self, indexes: Iterable[int], keys: Sequence[bytes]) -> list[tuple[int, list[int]]]:
         """(partition, positions) groups of at most SCRIPT_BATCH keys, partitions in order."""
         by_part: dict[int, list[int]] = {}
-        for j in indexes:
-            by_part.setdefault(self.partition_of(keys[j]), []).append(j)
+        if len(self.partitions) == 1:
+            by_part[0] = list(indexes)
+        else:
+            for j in indexes:
+                by_part.setdefault(self.partition_of(keys[j]), []).append(j)
         return [(part, group[k : k + SCRIPT_BATCH]) for part, group in sorted(by_part.items())
                 for k in range(0, len(group), SCRIPT_BATCH)]
 

@@ -2,14 +2,17 @@
 
 Workers and producer share this code: the producer can finish a row itself when every model score it
 needs is already in the cache, and both then give the same answer.
+
+A result is built as plain JSON data (`assemble_fields`, a `contract.ResultFields`), which the producer keeps and
+writes as it is; workers validate it into a `TextResult` (`assemble`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, NamedTuple
 
 from llm_shield.config import DetectionMethod, HybridMode
 from llm_shield.contract import (
@@ -17,10 +20,12 @@ from llm_shield.contract import (
     ML_SCANNERS,
     Allowlist,
     MLScore,
-    ScannerResult,
+    ModelRef,
+    ResultFields,
     ScanOptions,
     ServedModel,
     TextResult,
+    error_fields,
 )
 from llm_shield.detection.heuristics import CONFIDENT, HEURISTICS, HeuristicVerdict
 
@@ -57,8 +62,7 @@ def allowlisted(text: str, allow: Allowlist) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class TextPlan:
+class TextPlan(NamedTuple):
     """What one text needs: its arm, its heuristic verdicts, and the ML scanners that must run on it."""
 
     arm: str | None
@@ -80,10 +84,17 @@ def plan_text(text: str, options: ScanOptions) -> TextPlan:
     return TextPlan(arm, verdicts, tuple(needs))
 
 
-def _heuristic_result(verdict: HeuristicVerdict, method: DetectionMethod, threshold: float) -> ScannerResult:
+def _scanner_fields(label: str, score: float, valid: bool, method: DetectionMethod, threshold: float,
+                    rules: tuple[str, ...], windows: int = 0, truncated: bool = False) -> dict[str, Any]:
+    """A `ScannerResult` as JSON data, key for key in the model's order."""
+    return {"label": label, "score": score, "valid": valid, "method": method.value, "windows": windows,
+            "truncated": truncated, "threshold": threshold, "allowlisted": None, "heuristics": list(rules)}
+
+
+def _heuristic_result(verdict: HeuristicVerdict, method: DetectionMethod, threshold: float) -> dict[str, Any]:
     flagged = verdict.score >= threshold
-    return ScannerResult(label="FLAGGED" if flagged else "CLEAN", score=verdict.score, valid=not flagged,
-                         method=method, threshold=threshold, heuristics=verdict.rules)
+    return _scanner_fields("FLAGGED" if flagged else "CLEAN", verdict.score, not flagged, method, threshold,
+                           verdict.rules)
 
 
 def decide_scanner(
@@ -94,8 +105,9 @@ def decide_scanner(
     served: ServedModel | None,
     ml_error: str | None,
     options: ScanOptions,
-) -> ScannerResult:
-    """One scanner's result under `mode`. `ml` is None when the model did not run (not needed, or failed)."""
+) -> dict[str, Any]:
+    """One scanner's result under `mode`, as `ScannerResult` JSON data. `ml` is None when the model did not run
+    (not needed, or failed)."""
     ml_threshold = options.thresholds.get(name, served.threshold if served else 0.5)
     h_threshold = options.thresholds.get(name, HEURISTIC_THRESHOLD)
     if name in HEURISTIC_SCANNERS or mode is HybridMode.heuristic_only:
@@ -109,18 +121,54 @@ def decide_scanner(
     if mode is HybridMode.both:
         score = max(ml.score, verdict.score)
         flagged = ml.score >= ml_threshold or verdict.score >= h_threshold
-        return ScannerResult(label=ml.label if ml.score >= verdict.score else ("FLAGGED" if flagged else ml.label),
-                             score=round(score, 6), valid=not flagged, method=DetectionMethod.hybrid_both,
-                             windows=ml.windows, truncated=ml.truncated, threshold=ml_threshold,
-                             heuristics=verdict.rules)
+        return _scanner_fields(ml.label if ml.score >= verdict.score else ("FLAGGED" if flagged else ml.label),
+                               round(score, 6), not flagged, DetectionMethod.hybrid_both, ml_threshold,
+                               verdict.rules, ml.windows, ml.truncated)
     flagged = ml.score >= ml_threshold
-    return ScannerResult(label=ml.label, score=ml.score, valid=not flagged, method=DetectionMethod.ml,
-                         windows=ml.windows, truncated=ml.truncated, threshold=ml_threshold,
-                         heuristics=verdict.rules)
+    return _scanner_fields(ml.label, ml.score, not flagged, DetectionMethod.ml, ml_threshold, verdict.rules,
+                           ml.windows, ml.truncated)
 
 
 class ScannerFailed(Exception):
     """A scanner could not give a verdict and may not fall back: the row becomes an error row."""
+
+
+def _model_fields(model: ModelRef) -> dict[str, Any]:
+    """A `ModelRef` as JSON data, key for key in the model's order."""
+    return {"id": model.id, "variant": model.variant.value, "sha256": model.sha256}
+
+
+def assemble_fields(
+    text: str,
+    options: ScanOptions,
+    plan: TextPlan,
+    ml_scores: dict[str, MLScore],
+    served: dict[str, ServedModel],
+    ml_errors: dict[str, str],
+    cached: bool,
+) -> ResultFields:
+    """The full result of one text from its plan and whatever model scores were obtained, as JSON data."""
+    mode = effective_mode(options, plan.arm)
+    allowed_by = allowlisted(text, options.allowlist)
+    scanners: dict[str, dict[str, Any]] = {}
+    valid, scored = True, []  # scored: the risk scores of the verdicts no allowlist entry overrode
+    try:
+        for name in options.scanners:
+            result = decide_scanner(name, mode, plan.heuristics[name], ml_scores.get(name), served.get(name),
+                                    ml_errors.get(name), options)
+            if not result["valid"]:
+                if allowed_by is None:
+                    valid = False
+                else:
+                    result["valid"], result["allowlisted"] = True, allowed_by
+            if result["allowlisted"] is None:
+                scored.append(result["score"])
+            scanners[name] = result
+    except ScannerFailed as exc:
+        return error_fields(str(exc), arm=plan.arm)
+    models = {n: _model_fields(served[n].model) for n in options.scanners if n in ml_scores and n in served}
+    return {"valid": valid, "risk_score": round(max(scored, default=0.0), 6), "scanners": scanners,
+            "model": models, "cached": cached, "arm": plan.arm, "error": None}
 
 
 def assemble(
@@ -132,21 +180,5 @@ def assemble(
     ml_errors: dict[str, str],
     cached: bool,
 ) -> TextResult:
-    """The full result of one text from its plan and whatever model scores were obtained."""
-    mode = effective_mode(options, plan.arm)
-    allowed_by = allowlisted(text, options.allowlist)
-    scanners: dict[str, ScannerResult] = {}
-    try:
-        for name in options.scanners:
-            result = decide_scanner(name, mode, plan.heuristics[name], ml_scores.get(name), served.get(name),
-                                    ml_errors.get(name), options)
-            if allowed_by is not None and not result.valid:
-                result = result.model_copy(update={"valid": True, "allowlisted": allowed_by})
-            scanners[name] = result
-    except ScannerFailed as exc:
-        return TextResult(valid=False, risk_score=0.0, arm=plan.arm, error=str(exc))
-    flagged = [r for r in scanners.values() if not r.valid]
-    scored = [r.score for r in scanners.values() if r.allowlisted is None]
-    models = {n: served[n].model for n in ml_scores if n in served}
-    return TextResult(valid=not flagged, risk_score=round(max(scored, default=0.0), 6), scanners=scanners,
-                      model=models, cached=cached, arm=plan.arm)
+    """`assemble_fields` as a `TextResult`."""
+    return TextResult.model_validate(assemble_fields(text, options, plan, ml_scores, served, ml_errors, cached))

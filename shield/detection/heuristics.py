@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,11 @@ class HeuristicVerdict:
     """The strongest rule that fired (score 0 when none did) and the names of all that fired."""
 
     score: float = 0.0
-    rules: list[str] = field(default_factory=list)
+    rules: tuple[str, ...] = ()
+
+
+#: The verdict of most texts: immutable, so one instance serves them all.
+NOTHING_FIRED = HeuristicVerdict()
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -75,6 +79,8 @@ SECRET_KEYWORDS = ("akia", "asia", "sk-", "gh", "xox", "-----begin", "eyj", "pas
 TOXICITY_KEYWORDS = ("kill", "hurt", "destroy", "find you", "idiot", "moron", "stupid", "worthless", "pathetic",
                      "loser", "imbecile", "fuck", "screw")
 _LETTER_SPACED = re.compile(r"(?<!\w)\w(?: \w){4,}(?!\w)")  # 5+ single letters apart: "i g n o r e"
+#: Part of every `_LETTER_SPACED` match; it starts with a literal, which `re` finds several times faster.
+_LETTER_SPACED_PART = re.compile(r" \w \w \w ")
 
 
 def _any_of(keywords: tuple[str, ...]) -> re.Pattern[str]:
@@ -94,8 +100,8 @@ def _mentions(words: re.Pattern[str], text: str) -> bool:
 def _match(rules: tuple[Rule, ...], text: str) -> HeuristicVerdict:
     fired = [r for r in rules if r.pattern.search(text)]
     if not fired:
-        return HeuristicVerdict()
-    return HeuristicVerdict(score=max(r.score for r in fired), rules=[r.name for r in fired])
+        return NOTHING_FIRED
+    return HeuristicVerdict(score=max(r.score for r in fired), rules=tuple(r.name for r in fired))
 
 
 def _despaced(text: str) -> str:
@@ -112,35 +118,39 @@ def _normalized(text: str) -> str:
 
 def prompt_injection(text: str) -> HeuristicVerdict:
     norm = _normalized(text)
-    verdict = _match(PROMPT_INJECTION_RULES, norm) if _mentions(_PROMPT_INJECTION_WORDS, norm) else HeuristicVerdict()
-    if verdict.score == 0.0 and _LETTER_SPACED.search(norm):
+    verdict = _match(PROMPT_INJECTION_RULES, norm) if _mentions(_PROMPT_INJECTION_WORDS, norm) else NOTHING_FIRED
+    if verdict.score == 0.0 and _letter_spaced(norm):
         despaced = _despaced(norm)
         if _mentions(_PROMPT_INJECTION_WORDS, despaced):
             spaced = _match(PROMPT_INJECTION_RULES, despaced)
             if spaced.score:
-                return HeuristicVerdict(spaced.score, [*spaced.rules, "letter_spacing"])
+                return HeuristicVerdict(spaced.score, (*spaced.rules, "letter_spacing"))
     return verdict
+
+
+def _letter_spaced(text: str) -> bool:
+    return _LETTER_SPACED_PART.search(text) is not None and _LETTER_SPACED.search(text) is not None
 
 
 def invisible_text(text: str) -> HeuristicVerdict:
     found = _INVISIBLE.findall(text)
     if not found:
-        return HeuristicVerdict()
+        return NOTHING_FIRED
     # a single BOM or directional mark is common in real text; several look deliberate
-    return HeuristicVerdict(score=0.95 if len(found) >= 3 else 0.6, rules=["invisible_characters"])
+    return HeuristicVerdict(score=0.95 if len(found) >= 3 else 0.6, rules=("invisible_characters",))
 
 
 def secrets(text: str) -> HeuristicVerdict:
-    return _match(SECRET_RULES, text) if _mentions(_SECRET_WORDS, text) else HeuristicVerdict()
+    return _match(SECRET_RULES, text) if _mentions(_SECRET_WORDS, text) else NOTHING_FIRED
 
 
 def toxicity(text: str) -> HeuristicVerdict:
     norm = _normalized(text)
-    return _match(TOXICITY_RULES, norm) if _mentions(_TOXICITY_WORDS, norm) else HeuristicVerdict()
+    return _match(TOXICITY_RULES, norm) if _mentions(_TOXICITY_WORDS, norm) else NOTHING_FIRED
 
 
 def sentiment(text: str) -> HeuristicVerdict:
-    return HeuristicVerdict()  # no reliable pattern: the model decides
+    return NOTHING_FIRED  # no reliable pattern: the model decides
 
 
 HEURISTICS = {
