@@ -330,17 +330,24 @@ def obfuscate(text: str, rng: random.Random) -> str:
     return out
 
 
+def _disguised(payload: dict, rng: random.Random) -> dict:
+    return {**payload, "text": obfuscate(payload["text"], rng), "source": payload["source"] + ":obfuscated"}
+
+
+def _in(split: str, text: str) -> bool:
+    """Whether a hand-written action row belongs to `split` (train or val, by hash)."""
+    return (bucket("val:" + text) < ACTION_VAL_SHARE) == (split == "val")
+
+
 def fourth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[dict]],
                  payloads_by_split: dict[str, list[dict]], fits) -> None:
     """Obfuscated payloads and action payloads, added to train and val only (ood_test does not move)."""
     rng = random.Random(SEED + 6)
-    actions = read_jsonl(HERE / "action_payloads.jsonl") if (HERE / "action_payloads.jsonl").exists() else []
-    look_alikes = (read_jsonl(HERE / "action_hard_negatives.jsonl")
-                   if (HERE / "action_hard_negatives.jsonl").exists() else [])
+    actions = read_jsonl(HERE / "action_payloads.jsonl")
+    look_alikes = read_jsonl(HERE / "action_hard_negatives.jsonl")
     for split in ("train", "val"):
         pool = payloads_by_split[split]
-        obfuscated = [{**p, "text": obfuscate(p["text"], rng), "source": p["source"] + ":obfuscated"}
-                      for p in rng.sample(pool, min(OBFUSCATED[split], len(pool)))]
+        obfuscated = [_disguised(p, rng) for p in rng.sample(pool, min(OBFUSCATED[split], len(pool)))]
         half = len(obfuscated) // 2
         splits[split] += [row(p["text"], "INJECTION", p["source"], "obfuscation", p.get("lang", "en"))
                           for p in obfuscated[:half]]
@@ -350,17 +357,14 @@ def fourth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[
         prompts = [b for b in benign_by_split[split] if b["kind"] in ("chat", "benign_question")
                    and len(b["text"]) < 400]
         splits[split] += [row(obfuscate(b["text"], rng), "SAFE", b["source"] + ":obfuscated", "obfuscated_benign",
-                              b.get("lang", "en")) for b in rng.sample(prompts, min(len(obfuscated) // 2, len(prompts)))]
-        mine = [a for a in actions if (bucket("val:" + a["text"]) < ACTION_VAL_SHARE) == (split == "val")]
-        mine += [{**a, "text": obfuscate(a["text"], rng), "source": a["source"] + ":obfuscated"}
-                 for a in rng.sample(mine, len(mine) // 5)]
+                              b.get("lang", "en")) for b in rng.sample(prompts, min(half, len(prompts)))]
+        mine = [a for a in actions if _in(split, a["text"])]
+        mine += [_disguised(a, rng) for a in rng.sample(mine, len(mine) // 5)]
         splits[split] += [row(a["text"], "INJECTION", a["source"], a.get("category", "tool_abuse"),
                               a.get("lang", "en")) for a in mine]
-        splits[split] += make_embedded(benign_by_split[split], mine, ACTION_EMBEDDED[split] if mine else 0, rng,
-                                       split, fits)
-        safe = [b for b in look_alikes if (bucket("val:" + b["text"]) < ACTION_VAL_SHARE) == (split == "val")]
+        splits[split] += make_embedded(benign_by_split[split], mine, ACTION_EMBEDDED[split], rng, split, fits)
         splits[split] += [row(b["text"], "SAFE", b["source"], b.get("category", "benign_action_text"),
-                              b.get("lang", "en")) for b in safe]
+                              b.get("lang", "en")) for b in look_alikes if _in(split, b["text"])]
 
 
 # -- prompt injection ---------------------------------------------------------------------------------------
