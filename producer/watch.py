@@ -51,6 +51,9 @@ class Watcher:
             return
         self._last_watch = now
         live = call(lambda: liveness.live_members(self.client, self.variant))
+        indexes = list(outstanding)  # only these: the claims of a long job's finished units are not read again
+        # also while no worker is live: the unit waits on the queue for the next worker, not for the visibility timeout
+        self._resend_dead_holders(indexes, resend, call)
         if not live:
             self._no_worker_since = self._no_worker_since or now
             waited = now - self._no_worker_since
@@ -66,7 +69,18 @@ class Watcher:
                     f"{self.variant.value}`")
             return
         self._no_worker_since = None
-        indexes = list(outstanding)  # only these: the claims of a long job's finished units are not read again
+        quiet = now - self.last_answer
+        if indexes:
+            units = f"{self.unit}(es)" if self.unit.endswith("ch") else f"{self.unit}(s)"
+            self.waiting_for = f"waiting for {len(indexes)} {units} on queue {self.queue} ({quiet:.0f} s)"
+        if quiet >= self.stall_timeout:
+            raise ScanIncompleteError(
+                f"no {self.unit} was answered for {quiet:.0f} s (SHIELD_STALL_TIMEOUT) although {len(live)} worker "
+                f"process(es) are alive on queue {self.queue}; check the worker logs")
+
+    def _resend_dead_holders(self, indexes: list[int], resend: Callable[[int], None],
+                             call: Callable[[Callable[[], Any]], Any]) -> None:
+        """Send again, once per dead node, each outstanding unit whose claiming node no longer beats."""
         claimed = call(lambda: self.client.hmget(claims_key(self.job_id), [str(i) for i in indexes])) if indexes else []
         claims = {i: c.decode() for i, c in zip(indexes, claimed) if c is not None}
         nodes = call(lambda: liveness.live_members(self.client, self.variant, nodes=True)) if claims else set()
@@ -77,11 +91,3 @@ class Watcher:
                             self.unit, index, self.unit)
                 self._resent_for[index] = holder
                 resend(index)
-        quiet = now - self.last_answer
-        if indexes:
-            units = f"{self.unit}(es)" if self.unit.endswith("ch") else f"{self.unit}(s)"
-            self.waiting_for = f"waiting for {len(indexes)} {units} on queue {self.queue} ({quiet:.0f} s)"
-        if quiet >= self.stall_timeout:
-            raise ScanIncompleteError(
-                f"no {self.unit} was answered for {quiet:.0f} s (SHIELD_STALL_TIMEOUT) although {len(live)} worker "
-                f"process(es) are alive on queue {self.queue}; check the worker logs")
