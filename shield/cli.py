@@ -144,7 +144,7 @@ def models_add(
 def worker(
     variant: Annotated[list[Variant], typer.Option("--variant", help="Variant queue(s) to consume")] = [Variant.int8],  # noqa: B006
     concurrency: Annotated[Optional[int], typer.Option(help="Pool processes (default SHIELD_WORKER_CONCURRENCY, "
-                                                             "else one per CPU; one for fp16)")] = None,
+                                                             "else one per CPU; 4 for fp16, at most one per CPU)")] = None,
     broker: Annotated[Optional[str], typer.Option(envvar="SHIELD_REDIS_URL", help="Redis URL")] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",
     name: Annotated[Optional[str], typer.Option(help="Worker node name")] = None,

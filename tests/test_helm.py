@@ -195,7 +195,7 @@ def test_gpu_pool_requests_gpus_on_gpu_nodes_and_cpu_pools_do_not() -> None:
     assert str(worker["resources"]["limits"]["nvidia.com/gpu"]) == "1"
     assert variants_in_args(worker["args"]) == ["fp16"]
     assert "worker-gpu" in worker["image"]
-    assert env(worker)["SHIELD_WORKER_CONCURRENCY"]["value"] == "1"  # one process per GPU
+    assert env(worker)["SHIELD_WORKER_CONCURRENCY"]["value"] == "4"  # four processes share the GPU
     assert spec["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
     cpu = container(by_pool["cpu-int8"], "worker")
     assert "nvidia.com/gpu" not in cpu["resources"].get("limits", {})

@@ -8,6 +8,7 @@ import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
@@ -15,7 +16,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from llm_shield.config import Variant
-from llm_shield.errors import ChecksumMismatchError
+from llm_shield.errors import ChecksumMismatchError, ModelUnavailableError
 from llm_shield.registry import load_catalog
 from llm_shield.settings import ShieldSettings
 from llm_shield.worker.inference import InferenceEngine, plan_batches
@@ -86,6 +87,45 @@ def test_long_text_is_split_into_overlapping_windows(model_settings: ShieldSetti
     assert capped.window_counts == [3] and capped.truncated == [True]
 
 
+def test_windows_cover_every_token_of_a_long_text(model_settings: ShieldSettings) -> None:
+    entry = load_catalog(model_settings.catalog_location).find("prompt_injection", "fp32")
+    path = Path(entry.source.removeprefix("file://")) / "tokenizer.json"
+    tok = TextTokenizer(path, max_length=64, stride=16, max_windows=100)
+    plain = Tokenizer.from_file(str(path))
+    plain.no_truncation()
+    tokens = plain.encode(FILLER, add_special_tokens=False).ids
+    content = [w.ids[1:-1] for w in tok.encode([FILLER]).windows]  # [CLS] ... [SEP]
+    joined = content[0] + [t for c in content[1:] for t in c[16:]]
+    assert joined == tokens
+
+
+class _LosesWindows:
+    """A tokenizer whose truncating encode keeps one overflow window, as tokenizers 0.23.1 and 0.23.2 do."""
+
+    def __init__(self, real: Tokenizer) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> object:
+        enc = self._real.encode(text, add_special_tokens=add_special_tokens)
+        if self._real.truncation is None:
+            return enc
+        return SimpleNamespace(ids=enc.ids, overflowing=enc.overflowing[:1])
+
+
+def test_a_tokenizers_release_that_loses_windows_is_refused(model_settings: ShieldSettings,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import llm_shield.worker.tokenizer as module
+
+    entry = load_catalog(model_settings.catalog_location).find("prompt_injection", "fp32")
+    path = Path(entry.source.removeprefix("file://")) / "tokenizer.json"
+    monkeypatch.setattr(module, "Tokenizer", SimpleNamespace(from_file=lambda p: _LosesWindows(Tokenizer.from_file(p))))
+    with pytest.raises(ModelUnavailableError, match=r"drops the overflow windows.*!=0\.23\.1,!=0\.23\.2"):
+        TextTokenizer(path, max_length=64, stride=16, max_windows=100)
+
+
 def test_injection_late_in_a_long_text_is_found_by_windowing(loader: ModelLoader) -> None:
     model = loader.get("prompt_injection", "fp32")
     engine = InferenceEngine(model)
@@ -141,13 +181,29 @@ def test_fp16_falls_back_to_cpu_with_a_warning(model_settings: ShieldSettings, c
     assert InferenceEngine(model).score([ATTACK])[0].score > model.entry.threshold
 
 
+def test_fp16_on_cuda_preloads_cuda_libraries_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_shield.worker import session
+
+    calls: list[int] = []
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "preload_dlls", lambda: calls.append(1), raising=False)
+    session._preload_cuda_libraries.cache_clear()
+    try:
+        assert session.providers_for(Variant.fp16) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert session.providers_for(Variant.fp16) and calls == [1]  # once per process
+        assert session.providers_for(Variant.int8) == ["CPUExecutionProvider"] and calls == [1]
+    finally:
+        session._preload_cuda_libraries.cache_clear()
+
+
 def test_intra_op_threads_follow_the_node_share(model_settings: ShieldSettings) -> None:
     from llm_shield.node import available_cpus, intra_op_threads, worker_processes
 
     auto = model_settings.model_copy(update={"worker_concurrency": None, "intra_op_threads": None})
     assert worker_processes(auto, [Variant.int8]) == available_cpus()  # one process per CPU...
     assert intra_op_threads(auto) == 1  # ...with one thread each
-    assert worker_processes(auto, [Variant.fp16, Variant.int8]) == 1  # a GPU pool: one process per GPU
+    # a GPU pool: four processes share the GPU (each tokenizes on its own core), at most one per CPU
+    assert worker_processes(auto, [Variant.fp16, Variant.int8]) == min(4, available_cpus())
     one = model_settings.model_copy(update={"worker_concurrency": 1, "intra_op_threads": None})
     assert worker_processes(one, [Variant.int8]) == 1 and intra_op_threads(one) == available_cpus()
     two = model_settings.model_copy(update={"worker_concurrency": 2, "intra_op_threads": None})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from pathlib import Path
@@ -20,9 +21,23 @@ def providers_for(variant: Variant) -> list[str]:
 
     if variant is Variant.fp16:
         if "CUDAExecutionProvider" in ort.get_available_providers():
+            _preload_cuda_libraries(ort)
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
         log.warning("fp16 variant: CUDAExecutionProvider is not available; running on CPU (slow for fp16)")
     return ["CPUExecutionProvider"]
+
+
+@functools.cache
+def _preload_cuda_libraries(ort) -> None:  # type: ignore[no-untyped-def]
+    """Load CUDA and cuDNN from the nvidia-* wheels (`onnxruntime-gpu[cuda,cudnn]`) when they are installed, so
+    a pip-installed GPU node needs no LD_LIBRARY_PATH; libraries on the system path (CUDA images) load as usual."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # noqa: BLE001 - the session's own load then reports what is missing
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def read_verified(path: Path, sha256: str) -> bytes:

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tokenizers
 from tokenizers import Tokenizer
+
+from llm_shield.errors import ModelUnavailableError
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,27 @@ class TextTokenizer:
         self.max_windows = max_windows
         self._tok.enable_truncation(max_length, stride=self.stride)
         self.pad_id = self._tok.token_to_id("[PAD]") or 0
+        self._check_windows(specials)
+
+    def _check_windows(self, specials: int) -> None:
+        """Refuse a `tokenizers` release whose truncation loses overflow windows: with tokenizers 0.23.1 and
+        0.23.2 a long text yields its first window or two only (huggingface/tokenizers#2091), so everything
+        after them would go unscanned, silently."""
+        probe = " ".join(["word"] * (4 * self.max_length))
+        self._tok.no_truncation()
+        try:
+            tokens = len(self._tok.encode(probe, add_special_tokens=False).ids)
+        finally:
+            self._tok.enable_truncation(self.max_length, stride=self.stride)
+        enc = self._tok.encode(probe)
+        parts = [enc, *enc.overflowing]
+        covered = sum(len(p.ids) - specials for p in parts) - self.stride * (len(parts) - 1)
+        if covered < tokens:
+            raise ModelUnavailableError(
+                f"tokenizers {tokenizers.__version__} drops the overflow windows of long texts ({covered} of "
+                f"{tokens} tokens of a test text reach a window; huggingface/tokenizers#2091): install another "
+                "release, e.g. pip install 'tokenizers>=0.19,!=0.23.1,!=0.23.2'"
+            )
 
     def encode(self, texts: list[str], spans: bool = False) -> Encoded:
         windows: list[Window] = []
