@@ -1,7 +1,8 @@
 """The GPU path, measured on a machine with CUDA: raw onnxruntime at every batch size (plain `run`, IO binding,
 TensorRT when its libraries are there), the worker's own inference engine with its share of time in
 `Session.run`, fp16-on-GPU agreement with fp32 scores computed on a CPU, and the real system end to end
-(redis-server, `llm-shield worker --variant fp16`, `llm-shield scan --variant fp16`).
+(redis-server, `llm-shield worker --variant fp16`, `llm-shield scan --variant fp16`), with one producer and,
+with `--sections distributed`, as a `--distributed` scan of one large file (no producer in the rows' path).
 
     python bench/bench_gpu.py --home DIR [--reference REF.jsonl] [--rows N] [--json OUT]
     python bench/bench_gpu.py --home DIR --write-reference REF.jsonl --texts TEXTS.jsonl   # on a CPU, fp32
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run_all import (TASK, Workers, child_env, clear_cache, log_lines, mixed_rows, pad,  # noqa: E402
-                     run_scan, write_jsonl, write_text_lines)
+                     run_scan, write_jsonl, write_many_log_lines, write_text_lines)
 
 RAW_BATCHES = (32, 64, 128, 256, 512, 1024, 2048)
 CUDA = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -172,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=600, help="texts for --write-reference")
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the end-to-end scans")
     parser.add_argument("--pools", default="1,4", help="pool processes of the end-to-end runs, comma-separated")
+    parser.add_argument("--sections", default="raw,engine,agreement,e2e",
+                        help="comma-separated: raw, engine, agreement, e2e, distributed")
+    parser.add_argument("--distributed-rows", type=int, default=1_000_000, help="rows of the distributed scan")
+    parser.add_argument("--split-size", default="4MB", help="--split-size of the distributed scan")
     parser.add_argument("--json", dest="json_out", type=Path, help="write the figures here as JSON")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU: a smoke test of this script only")
     args = parser.parse_args(argv)
@@ -208,33 +213,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("the worker's fp16 session did not start on CUDA")
         return 2
 
+    sections = set(args.sections.split(","))
     n = 8192 if DEVICE == "cuda" else 64
-    say(f"1. raw onnxruntime, short log lines ({n:,} texts, pre-tokenized, pre-padded)")
-    raw_sweep(model.folder / "model.onnx", model.tokenizer, log_lines(n), results)
+    if "raw" in sections:
+        say(f"1. raw onnxruntime, short log lines ({n:,} texts, pre-tokenized, pre-padded)")
+        raw_sweep(model.folder / "model.onnx", model.tokenizer, log_lines(n), results)
 
     engine = InferenceEngine(model)
-    say(f"2. the worker's engine (token budget {engine.max_batch_tokens}), share of its time in Session.run")
+    if "engine" in sections:
+        say(f"2. the worker's engine (token budget {engine.max_batch_tokens}), share of its time in Session.run")
     short, mix = (log_lines(16_384), mixed_rows(4096)) if DEVICE == "cuda" else (log_lines(256), mixed_rows(128))
-    for label, rows in (("short", short), ("mix", mix)):
+    for label, rows in (("short", short), ("mix", mix)) if "engine" in sections else ():
         for chunk in (128, 1024):
             r = results[f"engine_{label}_{chunk}"] = engine_share(engine, rows, chunk)
             say(f"  {label} rows, {chunk} rows per call: {r['rows_per_s']:,.0f} rows/s, "
                 f"{r['session_run_share']:.0%} of the time in Session.run")
 
-    if args.reference:
+    if args.reference and "agreement" in sections:
         r = results["agreement_fp16_gpu_vs_fp32_cpu"] = agreement(engine, args.reference, model.entry.threshold)
         say(f"3. fp16 on GPU vs fp32 on CPU, {r['texts']} texts: mean |diff| {r['mean_abs_diff']:.4f}, max "
             f"{r['max_abs_diff']:.4f}, decision flips at {r['threshold']}: {r['decision_flips']}")
 
-    say(f"4. the system end to end: redis-server, `llm-shield worker --variant fp16`, `llm-shield scan`, "
-        f"{args.rows:,} short log lines, cold cache")
     work = Path(tempfile.mkdtemp(prefix="shield-gpu-bench-"))
     short_file = write_text_lines(work / "short.log", log_lines(args.rows))
     mix_file = write_jsonl(work / "mix.jsonl", mixed_rows(args.rows // 4))
     warm = write_text_lines(work / "warm.log", [f"warm-up line {i}" for i in range(64)])
     server = LocalRedis.start(work / "redis")
+    pools = [int(p) for p in args.pools.split(",")]
     try:
-        for processes in (int(p) for p in args.pools.split(",")):
+        if "e2e" in sections:
+            say(f"4. the system end to end: redis-server, `llm-shield worker --variant fp16`, `llm-shield scan`, "
+                f"{args.rows:,} short log lines, cold cache")
+        for processes in pools if "e2e" in sections else ():
             env = child_env(home)
             with Workers(server.url, ["fp16"], processes, env, work):
                 run_scan(warm, work / "warm.out", server.url, env, "fp16")
@@ -248,6 +258,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         run.producer_rate, "ml_rows": run.ml_rows}
                         say(f"  {processes} pool process(es), {batch} rows per task, {label}: {run.rows:,} rows, "
                             f"{run.rate:,.0f} rows/s (wall, process start included)")
+        if "distributed" in sections:
+            big = write_many_log_lines(work / "big.log", args.distributed_rows)
+            say(f"5. `llm-shield scan --distributed --split-size {args.split_size}` of one file of "
+                f"{args.distributed_rows:,} short log lines, 1,024 rows per batch, cold cache")
+        for processes in pools if "distributed" in sections else ():
+            env = child_env(home, {"SHIELD_BATCH_SIZE": "1024"})
+            with Workers(server.url, ["fp16"], processes, env, work):
+                run_scan(warm, work / "warm.out", server.url, env, "fp16")
+                clear_cache(server.url)
+                run = run_scan(big, work / f"dist-{processes}", server.url, env, "fp16",
+                               extra=["--distributed", "--split-size", args.split_size])
+                results[f"distributed_{processes}p"] = {"rows": run.rows, "rows_per_s": run.rate}
+                say(f"  {processes} pool process(es): {run.rows:,} rows, {run.rate:,.0f} rows/s (wall, planning and "
+                    "process start included)")
     finally:
         server.stop()
     if args.json_out:
