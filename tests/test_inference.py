@@ -142,8 +142,9 @@ def test_injection_late_in_a_long_text_is_found_by_windowing(loader: ModelLoader
     assert cut.truncated and cut.windows == 1 and cut.score < threshold
 
 
-def test_scores_do_not_depend_on_batch_companions(loader: ModelLoader) -> None:
-    engine = InferenceEngine(loader.get("prompt_injection", "fp32"))
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_scores_do_not_depend_on_batch_companions(loader: ModelLoader, variant: str) -> None:
+    engine = InferenceEngine(loader.get("prompt_injection", variant))
     alone = engine.score([ATTACK])[0].score
     mixed = engine.score(["ok", ATTACK, FILLER[:600]])[1].score
     assert abs(alone - mixed) < 1e-4
