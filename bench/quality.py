@@ -43,8 +43,8 @@ def main() -> None:
 
     settings = get_settings()
     reports = []
-    header = (f"| scanner | variant | test file | rows | attacks | precision | recall | F1 | FPR | worst length FPR "
-              f"| worst kind FPR |")
+    header = ("| scanner | variant | test file | rows | attacks | precision | recall | F1 | FPR | worst length FPR "
+              "| worst kind FPR |")
     lines = [header, "|" + "---|" * 11]
     for variant in args.variant or ["int8", "fp32", "fp16"]:
         for scanner in args.scanner or SCANNERS:

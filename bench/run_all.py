@@ -428,7 +428,6 @@ class Workers:
         import redis
 
         from llm_shield.contract import live_workers_key
-        from llm_shield.liveness import live_members
 
         self.url, self.variants, self.processes = broker_url, list(variants), processes
         self.client = redis.Redis.from_url(broker_url)
@@ -444,7 +443,6 @@ class Workers:
                                      start_new_session=True)
 
     def wait_ready(self, timeout: float = 300.0) -> "Workers":
-        from llm_shield.contract import live_workers_key
         from llm_shield.liveness import live_members
 
         deadline = time.monotonic() + timeout
@@ -730,7 +728,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             limit_at(raw["int8"], short, default, batch, size["repeats"]))
 
             if gpu:
-                step("fp16: raw onnxruntime on CUDAExecutionProvider, then a GPU pool (1 process) scans (a)")
+                from llm_shield.node import GPU_PROCESSES
+
+                gpu_pool = min(GPU_PROCESSES, cores)
+                step(f"fp16: raw onnxruntime on CUDAExecutionProvider, then a GPU pool ({gpu_pool} processes) scans (a)")
                 model = raw["fp16"] = load_raw("fp16", settings, catalog, cores,
                                                ("CUDAExecutionProvider", "CPUExecutionProvider"))
                 gpu_sizes = (*BATCH_SIZES, 256, 512)
@@ -740,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 limits["fp16"] = Limit(rates[best_b], Split(1, cores), best_b, {"1 process": rates})
                 limit_rate["fp16"] = rates[best_b]
                 report.details["limit_fp16_sweep"] = {str(k): round(v, 1) for k, v in rates.items()}
-                with Workers(url, ["fp16"], 1, env, work):
+                with Workers(url, ["fp16"], gpu_pool, env, work):
                     run_scan(warm_file, work / "warm.out", url, env, "fp16")
                     clear_cache(url)
                     e2e[("fp16", "a")] = run_scan(short_file, work / "a-fp16.out", url, env, "fp16")
