@@ -97,6 +97,9 @@ def test_windows_cover_every_token_of_a_long_text(model_settings: ShieldSettings
     content = [w.ids[1:-1] for w in tok.encode([FILLER]).windows]  # [CLS] ... [SEP]
     joined = content[0] + [t for c in content[1:] for t in c[16:]]
     assert joined == tokens
+    with_spans = tok.encode([FILLER, ATTACK, "ok"], spans=True)  # the offsets path (training) cuts the same windows
+    assert [w.ids for w in with_spans.windows] == [w.ids for w in tok.encode([FILLER, ATTACK, "ok"]).windows]
+    assert all(w.span is not None for w in with_spans.windows)
 
 
 class _LosesWindows:

@@ -71,7 +71,10 @@ class TextTokenizer:
         windows: list[Window] = []
         counts: list[int] = []
         truncated: list[bool] = []
-        for i, enc in enumerate(self._tok.encode_batch(texts)):
+        # encode_batch_fast skips the character offsets, which only spans need: 1.2-1.3x the texts/s (measured on
+        # short log lines), the ids and windows the same
+        fast = None if spans else getattr(self._tok, "encode_batch_fast", None)
+        for i, enc in enumerate((fast or self._tok.encode_batch)(texts)):
             parts = [enc, *enc.overflowing]
             truncated.append(len(parts) > self.max_windows)
             parts = parts[: self.max_windows]
