@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from llm_shield.settings import ShieldSettings
 log = logging.getLogger("shield.embedded")
 
 READY_TIMEOUT = 300.0
+CELERY_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 STOP_TIMEOUT = 60.0
 
 
@@ -75,8 +77,9 @@ class EmbeddedCluster:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.worker is not None and self.worker.poll() is not None:
-                raise ShieldError(f"the local worker exited at start (code {self.worker.returncode}): "
-                                  f"{self._log_tail()}")
+                # a pool process that cannot load its models stops the worker with SIGTERM: a clean exit, code 0
+                code = f" (code {self.worker.returncode})" if self.worker.returncode else ""
+                raise ShieldError(f"the local worker stopped at start{code}: {self._log_tail()}")
             if len(live_members(client, self.variant)) >= 1:
                 return
             time.sleep(0.1)
@@ -86,7 +89,8 @@ class EmbeddedCluster:
         path = self.workdir / "worker.log"
         lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
         useful = [l for l in lines if "Error" in l or "error" in l] or lines
-        return useful[-1] if useful else "no output"
+        # without Celery's "[time: LEVEL/process]" prefix and our own "error: ", the reason is the message
+        return CELERY_PREFIX.sub("", useful[-1]).removeprefix("error: ") if useful else "no output"
 
     def close(self) -> None:
         """Warm-shut the workers (SIGTERM), kill what remains, stop Redis, remove the folder."""

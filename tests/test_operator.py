@@ -441,6 +441,34 @@ def test_a_worker_that_cannot_serve_its_models_is_not_ready(redis_url: str, mode
 
 
 @pytest.mark.integration
+def test_embedded_scan_says_why_its_worker_stopped(model_env: dict[str, str], tmp_path: Path) -> None:
+    """A model whose files verify but whose tokenizer cannot load: the pool process stops the local worker, and the
+    scan says why in one line (not "exited with code 0")."""
+    import hashlib
+    import shutil
+
+    catalog = json.loads(Path(model_env["SHIELD_CATALOG"]).read_text())
+    entry = next(e for e in catalog["models"] if e["task"] == "prompt_injection" and e["variant"] == "int8")
+    broken = tmp_path / "broken-int8"
+    shutil.copytree(Path(entry["source"].removeprefix("file://")), broken)
+    (broken / "tokenizer.json").write_text('{"not": "a tokenizer"}')
+    for f in entry["files"]:
+        if f["name"] == "tokenizer.json":
+            data = (broken / "tokenizer.json").read_bytes()
+            f["sha256"], f["size"] = hashlib.sha256(data).hexdigest(), len(data)
+    entry["source"] = f"file://{broken}/"
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    env = {"SHIELD_HOME": str(tmp_path / "home"), "SHIELD_CATALOG": str(tmp_path / "catalog.json"),
+           "SHIELD_FILE_ROOTS": os.pathsep.join((model_env["SHIELD_HOME"], str(tmp_path)))}
+    src, out = make_jsonl(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
+    result = cli("scan", str(src), "-o", str(out), "--no-progress", env=env)
+    assert result.returncode == 2, result.stderr
+    line = one_line_error(result)
+    assert line.startswith("error: the local worker stopped at start: cannot load prompt_injection/int8: "), line
+    assert "code 0" not in line and "ForkPoolWorker" not in line
+
+
+@pytest.mark.integration
 def test_explicit_fallback_is_counted_in_the_summary(redis_url: str, model_env: dict[str, str],
                                                      tmp_path: Path) -> None:
     env = {**model_env, "SHIELD_CATALOG": str(tmp_path / "missing-catalog.json"), "SHIELD_ALLOW_MISSING_MODELS": "1"}

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from llm_shield.settings import get_settings
 
@@ -290,15 +291,23 @@ def _load_models(**_: object) -> None:
                     log.warning("serving heuristics for %s/%s (SHIELD_ALLOW_MISSING_MODELS): %s",
                                 scanner, variant.value, exc)
                     continue
-                _fatal(f"cannot load {scanner}/{variant.value}: {exc}; the worker stops "
-                       "(SHIELD_ALLOW_MISSING_MODELS=true answers with heuristics instead)")
-                os.kill(os.getppid(), signal.SIGTERM)  # the whole worker, not just this process
-                os._exit(3)
+                _stop_worker(f"cannot load {scanner}/{variant.value}: {exc}; the worker stops "
+                             "(SHIELD_ALLOW_MISSING_MODELS=true answers with heuristics instead)")
+            except Exception as exc:  # a bug, not a missing model: stop visibly instead of never getting ready
+                _stop_worker(f"cannot load {scanner}/{variant.value}: unexpected {type(exc).__name__}: {exc}; "
+                             "the worker stops")
             _redis().hset(served_models_key(variant), scanner, model.served().model_dump_json())
         liveness.beat(_redis(), variant, _member)
     threading.Thread(target=_beat_forever, args=(variants, _redis(), _member, False), name="shield-heartbeat",
                      daemon=True).start()
     touch_heartbeat()
+
+
+def _stop_worker(message: str) -> NoReturn:
+    """From a pool process: say why, stop the whole worker (not just this process), exit."""
+    _fatal(message)
+    os.kill(os.getppid(), signal.SIGTERM)
+    os._exit(3)
 
 
 def touch_heartbeat() -> None:

@@ -36,7 +36,11 @@ class TextTokenizer:
     """Splits texts into windows of at most `max_length` tokens that overlap by `stride` tokens."""
 
     def __init__(self, path: Path, max_length: int, stride: int, max_windows: int) -> None:
-        self._tok = Tokenizer.from_file(str(path))
+        try:
+            self._tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises plain Exception for unreadable or unknown formats
+            raise ModelUnavailableError(f"cannot read the tokenizer {path}: {exc} (tokenizers "
+                                        f"{tokenizers.__version__})") from None
         self._tok.no_padding()  # padding happens per batch, to the longest window
         specials = self._tok.num_special_tokens_to_add(False)
         # a stride must leave room for new tokens in each window
