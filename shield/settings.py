@@ -44,7 +44,7 @@ class ShieldSettings(BaseSettings):
 
     # Workers
     worker_concurrency: int | None = Field(default=None, ge=1, description="Pool processes per worker node; "
-                                           "default one per CPU (one for the GPU queue)")
+                                           "default one per CPU (4 for the GPU queue, at most one per CPU)")
     intra_op_threads: int | None = Field(default=None, ge=1, description="ORT threads per process")
     max_batch_tokens: int | None = Field(default=None, ge=64, description="Padded tokens per inference run; "
                                          "default 1024 on CPU, 16384 on CUDA")
