@@ -468,6 +468,36 @@ def test_embedded_scan_says_why_its_worker_stopped(model_env: dict[str, str], tm
     assert "code 0" not in line and "ForkPoolWorker" not in line
 
 
+def test_a_pool_process_stops_the_worker_on_any_load_error(redis_url: str, model_env: dict[str, str],
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Not only the project's own errors: anything raised while loading a model stops the whole worker (SIGTERM to
+    the parent, exit 3) with the reason, instead of leaving a pool process that never gets ready."""
+    import llm_shield.worker.app as worker_app
+    from llm_shield.settings import get_settings
+    from llm_shield.worker.scan import BatchScanner
+
+    def broken_engine(self: BatchScanner, scanner: str, variant: str) -> None:
+        raise RuntimeError("boom")
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    signals: list[int] = []
+    for name in ("_scanner", "_member"):  # set by _load_models: restored after the test
+        monkeypatch.setattr(worker_app, name, getattr(worker_app, name))
+    monkeypatch.setattr(worker_app, "settings", get_settings())
+    monkeypatch.setattr(worker_app.app, "shield_redis_url", redis_url, raising=False)
+    monkeypatch.setattr(worker_app, "_variants", lambda: [Variant.int8])
+    monkeypatch.setattr(BatchScanner, "engine", broken_engine)
+    monkeypatch.setattr(worker_app.os, "kill", lambda pid, sig: signals.append(sig))
+    monkeypatch.setattr(worker_app.os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as stopped:
+        worker_app._load_models()
+    assert stopped.value.code == 3 and signals == [signal.SIGTERM]
+    assert "cannot load prompt_injection/int8: unexpected RuntimeError: boom; the worker stops" in capsys.readouterr().err
+
+
 @pytest.mark.integration
 def test_explicit_fallback_is_counted_in_the_summary(redis_url: str, model_env: dict[str, str],
                                                      tmp_path: Path) -> None:
