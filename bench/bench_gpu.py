@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from raw_onnx import make_session  # noqa: E402
+
 from run_all import (TASK, Workers, child_env, clear_cache, log_lines, mixed_rows, pad,  # noqa: E402
                      run_scan, write_jsonl, write_many_log_lines, write_text_lines)
 
@@ -58,15 +60,6 @@ def best_seconds(fn: Callable[[], None], repeats: int = 3) -> float:
     return best
 
 
-def session(path: Path, providers: Sequence[str | tuple[str, dict]]):  # noqa: ANN201
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
-
-
 def raw_sweep(model_path: Path, tokenizer, texts: list[str], results: dict) -> None:  # noqa: ANN001
     """texts/s of session.run at each batch size: numpy in and out; IO binding with host inputs; IO binding
     with inputs already on the GPU (the device's own ceiling); the TensorRT provider if it loads."""
@@ -74,7 +67,7 @@ def raw_sweep(model_path: Path, tokenizer, texts: list[str], results: dict) -> N
 
     windows = [w.ids for w in tokenizer.encode(texts).windows]
     providers = CUDA if DEVICE == "cuda" else CUDA[1:]
-    sess = session(model_path, providers)
+    sess = make_session(model_path, os.cpu_count() or 1, providers)
     names = {i.name for i in sess.get_inputs()}
     results["raw_providers"] = sess.get_providers()
     plain, bound, resident = {}, {}, {}
@@ -109,7 +102,7 @@ def raw_sweep(model_path: Path, tokenizer, texts: list[str], results: dict) -> N
     results["raw_io_binding"] = bound
     results["raw_inputs_on_gpu"] = resident
     try:
-        trt = session(model_path, ["TensorrtExecutionProvider", *providers])
+        trt = make_session(model_path, os.cpu_count() or 1, ["TensorrtExecutionProvider", *providers])
         used = trt.get_providers()
         if "TensorrtExecutionProvider" not in used:
             results["tensorrt"] = f"not used: the session fell back to {used}"

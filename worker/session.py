@@ -21,16 +21,18 @@ def providers_for(variant: Variant) -> list[str]:
 
     if variant is Variant.fp16:
         if "CUDAExecutionProvider" in ort.get_available_providers():
-            _preload_cuda_libraries(ort)
+            _preload_cuda_libraries()
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
         log.warning("fp16 variant: CUDAExecutionProvider is not available; running on CPU (slow for fp16)")
     return ["CPUExecutionProvider"]
 
 
 @functools.cache
-def _preload_cuda_libraries(ort) -> None:  # type: ignore[no-untyped-def]
+def _preload_cuda_libraries() -> None:
     """Load CUDA and cuDNN from the nvidia-* wheels (`onnxruntime-gpu[cuda,cudnn]`) when they are installed, so
     a pip-installed GPU node needs no LD_LIBRARY_PATH; libraries on the system path (CUDA images) load as usual."""
+    import onnxruntime as ort
+
     preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
     if preload is None:
         return
