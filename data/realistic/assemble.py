@@ -11,6 +11,8 @@ Inputs (all in the repository; see data/SOURCES.md for provenance and licences):
   data/prompt_injection/train.jsonl            the earlier training set (generators + package data)
   data/realistic/toxicity_*.jsonl(.gz)         toxicity texts (hand-written v2 and v3, external)
   data/realistic/action_*.jsonl                hand-written action payloads and their benign look-alikes
+  data/realistic/payloads_v5.jsonl             hand-written attack payloads of every kind (fifth round)
+  data/realistic/hard_negatives_v5.jsonl       hand-written benign look-alikes: refusals, system prompts, ...
   data/toxicity/train.jsonl                    the earlier toxicity training set
 
 Honest evaluation: whole SOURCES are held out (``HOLDOUT_*`` below), never a random split of one generator or
@@ -87,6 +89,9 @@ TOXIC_BENIGN_TRAIN = 6000
 OBFUSCATED = {"train": 1600, "val": 160}
 ACTION_EMBEDDED = {"train": 1500, "val": 150}
 ACTION_VAL_SHARE = 0.15
+#: Fifth round: hand-written payloads embedded in carriers (short and long) and standalone; hard negatives.
+V5_EMBEDDED = {"train": 1500, "val": 150}
+V5_LONG_EMBEDDED_TRAIN = 600
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -367,6 +372,24 @@ def fourth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[
                               b.get("lang", "en")) for b in look_alikes if _in(split, b["text"])]
 
 
+def fifth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[dict]], fits) -> None:
+    """Hand-written attack payloads (standalone, embedded in carriers, hidden in long documents) and hand-written
+    benign look-alikes (assistant refusals, system prompts, imperative e-mails, security write-ups, ...), added to
+    train and val only (ood_test does not move)."""
+    rng = random.Random(SEED + 7)
+    payloads = read_jsonl(HERE / "payloads_v5.jsonl")
+    look_alikes = read_jsonl(HERE / "hard_negatives_v5.jsonl")
+    for split in ("train", "val"):
+        mine = [p for p in payloads if _in(split, p["text"])]
+        splits[split] += [row(p["text"], "INJECTION", p["source"], p["category"], p.get("lang", "en")) for p in mine]
+        short = [p for p in mine if len(p["text"]) <= 700]
+        splits[split] += make_embedded(benign_by_split[split], short, V5_EMBEDDED[split], rng, split, fits)
+        if split == "train":
+            splits[split] += make_long_embedded(benign_by_split[split], short, V5_LONG_EMBEDDED_TRAIN, rng)
+        splits[split] += [row(b["text"], "SAFE", b["source"], b["category"], b.get("lang", "en"))
+                          for b in look_alikes if _in(split, b["text"])]
+
+
 # -- prompt injection ---------------------------------------------------------------------------------------
 def prompt_injection(fits) -> dict[str, list[dict]]:
     rng = random.Random(SEED)
@@ -443,6 +466,7 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
         splits[split] += make_gateway_logs(user_prompts[split], pool, GATEWAY_LOGS[split],
                                            random.Random(SEED + 5 + len(split)), formats)
     fourth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads}, fits)
+    fifth_round(splits, benign_by_split, fits)
     return _finish(splits, rng)
 
 
@@ -518,7 +542,8 @@ def toxicity() -> dict[str, list[dict]]:
     rows_: list[dict] = []
     rows_ += [row(r["text"], r["label"], r["source"], r.get("category", "earlier"))
               for r in read_jsonl(DATA / "toxicity" / "train.jsonl")]
-    for name in ("toxicity_handwritten_train.jsonl", "toxicity_handwritten_train_v3.jsonl", "toxicity_handwritten_eval.jsonl",
+    for name in ("toxicity_handwritten_train.jsonl", "toxicity_handwritten_train_v3.jsonl",
+                 "toxicity_handwritten_train_v5.jsonl", "toxicity_handwritten_eval.jsonl",
                  "toxicity_external.jsonl.gz"):
         rows_ += [row(r["text"], r["label"], r["source"], r.get("category", "labelled"), r.get("lang", "en"))
                   for r in read_jsonl(HERE / name)]
