@@ -74,6 +74,10 @@ def main() -> int:
     if len(sys.argv) < 2:
         print(__doc__.split("\n\n")[1].strip())
         return 2
+    missing = [name for name in sys.argv[1:] if not (HERE / name).is_file()]
+    if missing:
+        print(f"error: no such file in {HERE}: {', '.join(missing)}", file=sys.stderr)
+        return 2
     held_out = evaluation_texts()
     found = 0
     for name in sys.argv[1:]:
