@@ -4,10 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if ! llm-shield models list >/dev/null 2>&1; then
-  echo "quickstart: building the default models (about a minute)"
-  llm-shield models build
-fi
+# builds what is missing, or what an upgrade or a retrain changed; quick when the models are current
+echo "quickstart: checking the default models (building them takes about a minute)"
+llm-shield models build --if-outdated
 llm-shield scan samples/chat_logs.jsonl samples/app.log --text-field message.content \
   --scanner prompt_injection --scanner toxicity --scanner secrets \
   -o out/samples.jsonl --overwrite --no-progress

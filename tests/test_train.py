@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import subprocess
@@ -66,6 +67,18 @@ def test_training_is_deterministic_and_builds_into_the_onnx_model(tmp_path: Path
     entry = catalog.find("prompt_injection", Variant.fp32)
     assert entry.threshold == meta["threshold"] and entry.window_penalty == meta["window_penalty"]
     assert entry.metrics["target_fpr"] == 0.01 and "fine-tuned" in entry.description
+
+    # `models build --if-outdated`: nothing to do while the artifact is the one built; a retrained one is rebuilt
+    assert entry.built_from == hashlib.sha256(first.read_bytes()).hexdigest()
+    pending = dict(tasks=["prompt_injection"], variants=[Variant.fp32], data_dir=data)
+    assert build_module.pending_tasks(settings, **pending) == []
+    assert build_module.pending_tasks(settings, tasks=["prompt_injection"], variants=[Variant.fp32, Variant.int8],
+                                      data_dir=data) == ["prompt_injection"]  # a variant never built
+    retrained = tmp_path / "c.safetensors"
+    retrained.write_bytes(first.read_bytes() + b" ")
+    monkeypatch.setattr(build_module, "artifact_path", lambda task: retrained)
+    assert build_module.pending_tasks(settings, **pending) == ["prompt_injection"]
+    monkeypatch.setattr(build_module, "artifact_path", lambda task: first)
 
     import onnxruntime as ort
     from tokenizers import Tokenizer

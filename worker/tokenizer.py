@@ -9,6 +9,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
+from llm_shield.detection.confusables import fold_look_alikes
 from llm_shield.errors import ModelUnavailableError
 
 
@@ -72,6 +73,9 @@ class TextTokenizer:
             )
 
     def encode(self, texts: list[str], spans: bool = False) -> Encoded:
+        """Windows of `texts`, with look-alike letters in mixed-script words folded to Latin first (the same
+        length, so spans hold): the models see "ignore" where an attacker wrote "іgnоrе"."""
+        texts = [fold_look_alikes(t) for t in texts]
         windows: list[Window] = []
         counts: list[int] = []
         truncated: list[bool] = []

@@ -38,6 +38,9 @@ import sys
 import unicodedata
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synth_mail import email, ticket  # noqa: E402  (a sibling module, also when loaded by file path)
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent
 SEED = 20261203
@@ -92,6 +95,12 @@ ACTION_VAL_SHARE = 0.15
 #: Fifth round: hand-written payloads embedded in carriers (short and long) and standalone; hard negatives.
 V5_EMBEDDED = {"train": 1500, "val": 150}
 V5_LONG_EMBEDDED_TRAIN = 600
+#: Sixth round: raw e-mails and issue tickets around the split's benign texts (benign, or with a payload hidden in
+#: the body), more of the training sources' code and documentation, and hand-written look-alikes (v6).
+V6_EMAILS = {"train": 2000, "val": 200}
+V6_TICKETS = {"train": 1200, "val": 120}
+V6_ATTACK_SHARE = 0.3
+V6_EXTRA_BENIGN = {"code": 2000, "documentation": 1000}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -390,6 +399,54 @@ def fifth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[d
                           for b in look_alikes if _in(split, b["text"])]
 
 
+def make_messages(pool: list[dict], payloads: list[dict], n: int, rng: random.Random, kind: str) -> list[dict]:
+    """E-mails or tickets (`kind`) around benign bodies; V6_ATTACK_SHARE of them hide a payload in the body,
+    with its span, so that neither the headers nor the template say anything about the label."""
+    bodies = [b for b in pool if b["kind"] in ("documentation", "prose", "review", "chat", "markdown", "changelog",
+                                               "code", "log", "benign_question", "email", "ticket")
+              and 20 <= len(b["text"]) <= 4000]
+    build = email if kind == "email" else ticket
+    out: list[dict] = []
+    for _ in range(n if bodies and payloads else 0):
+        body = rng.choice(bodies)
+        extra = rng.choice(bodies)["text"] if rng.random() < 0.35 else None
+        attack = rng.random() < V6_ATTACK_SHARE
+        if attack:
+            payload = rng.choice(payloads)
+            inner, (start, end) = embed({**body, "kind": kind}, payload, rng, rng.choice((None, 600, 1200)))
+            text, at = build(inner, rng, extra)
+            at -= len(inner) - len(inner.lstrip())
+            out.append(row(text, "INJECTION", f"{kind}:{payload['source']}", f"indirect_{kind}",
+                           payload.get("lang", "en"), carrier_source=body["source"], span=[at + start, at + end]))
+        else:
+            text, _ = build(body["text"], rng, extra)
+            out.append(row(text, "SAFE", f"{kind}:{body['source']}", kind, body.get("lang", "en")))
+    return out
+
+
+def sixth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[dict]],
+                payloads_by_split: dict[str, list[dict]]) -> None:
+    """E-mails and tickets, more code and documentation from the training sources, hand-written look-alikes
+    (follow-ups to the assistant, benign personas, constrained task prompts, second-person prose, technical text
+    with trigger words); train and val only (ood_test does not move)."""
+    rng = random.Random(SEED + 8)
+    look_alikes = read_jsonl(HERE / "hard_negatives_v6.jsonl")
+    hand_payloads = read_jsonl(HERE / "payloads_v5.jsonl") + read_jsonl(HERE / "action_payloads.jsonl")
+    for split in ("train", "val"):
+        payloads = payloads_by_split[split] + [p for p in hand_payloads if _in(split, p["text"])
+                                               and len(p["text"]) <= 700]
+        for kind, counts in (("email", V6_EMAILS), ("ticket", V6_TICKETS)):
+            splits[split] += make_messages(benign_by_split[split], payloads, counts[split], rng, kind)
+        if split == "train":
+            used = {r["text"] for r in splits[split]}
+            for kind, n in V6_EXTRA_BENIGN.items():
+                more = [b for b in benign_by_split[split] if b["kind"] == kind and b["text"] not in used]
+                splits[split] += [row(b["text"], "SAFE", b["source"], b["kind"], b.get("lang", "en"))
+                                  for b in rng.sample(more, min(n, len(more)))]
+        splits[split] += [row(b["text"], "SAFE", b["source"], b["category"], b.get("lang", "en"))
+                          for b in look_alikes if _in(split, b["text"])]
+
+
 # -- prompt injection ---------------------------------------------------------------------------------------
 def prompt_injection(fits) -> dict[str, list[dict]]:
     rng = random.Random(SEED)
@@ -467,6 +524,7 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
                                            random.Random(SEED + 5 + len(split)), formats)
     fourth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads}, fits)
     fifth_round(splits, benign_by_split, fits)
+    sixth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads})
     return _finish(splits, rng)
 
 

@@ -6,6 +6,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from llm_shield.detection.confusables import fold_look_alikes
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -110,10 +112,11 @@ def _despaced(text: str) -> str:
 
 
 def _normalized(text: str) -> str:
-    # NFKC folds full-width and many look-alike forms; invisible characters are dropped
+    # NFKC folds full-width and many look-alike forms, fold_look_alikes Cyrillic/Greek letters inside Latin
+    # words; invisible characters are dropped
     if text.isascii():
-        return text  # NFKC leaves ASCII alone and no invisible character is ASCII
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+        return text  # none of these changes ASCII and no invisible character is ASCII
+    return fold_look_alikes(_INVISIBLE.sub("", unicodedata.normalize("NFKC", text)))
 
 
 def prompt_injection(text: str) -> HeuristicVerdict:

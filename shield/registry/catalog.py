@@ -60,6 +60,10 @@ class CatalogEntry(BaseModel):
     description: str = ""
     license: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
+    built_from: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the trained artifact the model was built from (`models build --if-outdated` "
+                    "rebuilds when the installed one differs)")
 
     _check_id = field_validator("id")(lambda cls, v: _safe_component(v, "entry id"))
 

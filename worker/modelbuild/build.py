@@ -192,13 +192,31 @@ def evaluate(task: str, model_path: Path, tokenizer_path: Path, texts: list[str]
     return metrics
 
 
+def entry_id(task: str, variant: Variant) -> str:
+    return f"{task.replace('_', '-')}-minilm-l6-{variant.value}"
+
+
+def artifact_sha256(task: str) -> str | None:
+    """sha256 of the task's committed trained artifact, None when it has none (a head fitted at build time)."""
+    path = artifact_path(task)
+    return sha256_of(path) if path.exists() else None
+
+
+def outdated_tasks(catalog: Catalog, tasks: list[str], variants: list[Variant]) -> list[str]:
+    """Tasks with a default model missing from the catalog, or built from another trained artifact than the one
+    installed (a new release, a retrain): what `models build --if-outdated` builds."""
+    by_id = {e.id: e for e in catalog.models}
+    return [t for t in tasks if any(entry_id(t, v) not in by_id or by_id[entry_id(t, v)].built_from
+                                    != artifact_sha256(t) for v in variants)]
+
+
 def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics: dict[str, float],
               trained: dict | None = None) -> CatalogEntry:
     files = [ModelFile(name=p.name, sha256=sha256_of(p), size=p.stat().st_size)
              for p in sorted(folder.iterdir()) if p.is_file()]
     model = next(f for f in files if f.name == MODEL_FILE)
     return CatalogEntry(
-        id=f"{task.replace('_', '-')}-minilm-l6-{variant.value}",
+        id=entry_id(task, variant),
         task=task, variant=variant, source=folder.resolve().as_uri() + "/",
         sha256=model.sha256, size=model.size, files=files,
         labels=list(spec.labels), risk_labels=[spec.risk_label], postprocess="softmax",
@@ -207,7 +225,7 @@ def entry_for(task: str, variant: Variant, spec: TaskSpec, folder: Path, metrics
         description=f"{spec.description}. all-MiniLM-L6-v2 encoder (Apache-2.0) "
                     + (f"with its top {trained['train_layers']} layers fine-tuned and an MLP head by llm-shield"
                        if trained else "+ MLP head trained by llm-shield"),
-        license="Apache-2.0", metrics=metrics,
+        license="Apache-2.0", metrics=metrics, built_from=artifact_sha256(task) if trained else None,
     )
 
 
@@ -245,7 +263,7 @@ def build_task(task: str, data_dir: Path, weights_dir: Path, weights: dict, conf
         fp32 = Path(tmp) / MODEL_FILE
         save_model(graph, fp32)
         for variant in variants:
-            folder = store / f"{task.replace('_', '-')}-minilm-l6-{variant.value}"
+            folder = store / entry_id(task, variant)
             if folder.exists():
                 shutil.rmtree(folder)
             model_path = write_variant(fp32, variant, folder)
@@ -263,10 +281,8 @@ def build_task(task: str, data_dir: Path, weights_dir: Path, weights: dict, conf
     return entries
 
 
-def build_models(settings: ShieldSettings, tasks: list[str] | None = None, variants: list[Variant] | None = None,
-                 data_dir: Path | None = None, weights_source: str | None = None,
-                 catalog_path: Path | None = None) -> Catalog:
-    """Build the default models and merge their entries into the catalog; returns the catalog."""
+def _resolve(settings: ShieldSettings, tasks: list[str] | None, variants: list[Variant] | None,
+             data_dir: Path | None, catalog_path: Path | None) -> tuple[list[str], list[Variant], Path, Path]:
     data_dir = data_dir or default_data_dir()
     tasks = tasks or [t for t in TASKS if (data_dir / t / "test.jsonl").exists()
                       and (artifact_path(t).exists() or (data_dir / t / "train.jsonl").exists())]
@@ -275,10 +291,29 @@ def build_models(settings: ShieldSettings, tasks: list[str] | None = None, varia
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ConfigError(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
-    variants = variants or list(Variant)
-    store = settings.home / "store"
-    catalog_path = catalog_path or Path(settings.catalog_location)
+    return tasks, variants or list(Variant), data_dir, catalog_path or Path(settings.catalog_location)
+
+
+def pending_tasks(settings: ShieldSettings, tasks: list[str] | None = None, variants: list[Variant] | None = None,
+                  data_dir: Path | None = None, catalog_path: Path | None = None) -> list[str]:
+    """The tasks `build_models(..., if_outdated=True)` would build (see `outdated_tasks`)."""
+    tasks, variants, _, catalog_path = _resolve(settings, tasks, variants, data_dir, catalog_path)
     catalog = load_catalog(catalog_path) if catalog_path.exists() else Catalog()
+    return outdated_tasks(catalog, tasks, variants)
+
+
+def build_models(settings: ShieldSettings, tasks: list[str] | None = None, variants: list[Variant] | None = None,
+                 data_dir: Path | None = None, weights_source: str | None = None,
+                 catalog_path: Path | None = None, if_outdated: bool = False) -> Catalog:
+    """Build the default models and merge their entries into the catalog; returns the catalog. With
+    `if_outdated`, only the tasks `outdated_tasks` names (none: the catalog is returned as it is)."""
+    tasks, variants, data_dir, catalog_path = _resolve(settings, tasks, variants, data_dir, catalog_path)
+    store = settings.home / "store"
+    catalog = load_catalog(catalog_path) if catalog_path.exists() else Catalog()
+    if if_outdated:
+        tasks = outdated_tasks(catalog, tasks, variants)
+        if not tasks:
+            return catalog
     with tempfile.TemporaryDirectory() as tmp:
         weights_dir = locate_weights(weights_source, dest=Path(tmp) / "weights")
         weights, config = load_bert_weights(weights_dir)
