@@ -289,6 +289,8 @@ class ServedModel(BaseModel):
     window: WindowConfig
     threshold: float
     labels: list[str]
+    risk_labels: list[str] = Field(default_factory=list, description="Labels whose probability is the risk score "
+                                   "(empty from workers of earlier releases)")
 
 
 def live_workers_key(variant: Variant | str) -> str:

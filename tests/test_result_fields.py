@@ -26,7 +26,7 @@ from llm_shield.contract import (
     ml_cache_keys,
 )
 from llm_shield.detection import heuristics
-from llm_shield.detection.decide import TextPlan, assemble, assemble_fields, plan_text
+from llm_shield.detection.decide import TextPlan, assemble, assemble_fields, decide_scanner, plan_text
 from llm_shield.detection.heuristics import HeuristicVerdict
 from llm_shield.producer.job import JobStats
 from llm_shield.producer.readers import _parse_json
@@ -157,3 +157,21 @@ def test_batched_cache_keys_are_the_single_keys() -> None:
     texts = ["", "hello", "hello", "\ud800 lone", "日本語"]
     assert ml_cache_keys("prompt_injection", MODEL, WINDOW, texts) == [
         ml_cache_key("prompt_injection", MODEL, WINDOW, t) for t in texts]
+
+
+@pytest.mark.parametrize("mode", [HybridMode.ml_only, HybridMode.hybrid, HybridMode.both])
+def test_the_label_agrees_with_the_calibrated_decision(mode: HybridMode) -> None:
+    """The model's argmax (a 0.5 cut) and the calibrated threshold disagree between the two: the label follows
+    the decision, so a row never reads "RISK" while not flagged (seen in the quick start: 0.81 at 0.86)."""
+    served = SERVED["prompt_injection"].model_copy(update={"risk_labels": ["RISK"]})
+    between = MLScore(label="RISK", score=0.6, windows=1, truncated=False)  # above 0.5, below threshold 0.7
+    result = decide_scanner("prompt_injection", mode, heuristics.NOTHING_FIRED, between, served, None, ScanOptions())
+    assert (result["label"], result["valid"]) == ("SAFE", True)
+    lowered = ScanOptions(thresholds={"prompt_injection": 0.3})  # a user calibrated below one half
+    low = MLScore(label="SAFE", score=0.4, windows=1, truncated=False)
+    result = decide_scanner("prompt_injection", mode, heuristics.NOTHING_FIRED, low, served, None, lowered)
+    assert (result["label"], result["valid"]) == ("RISK", False)
+    # a worker of an earlier release does not publish risk labels: its label is passed on as it was
+    result = decide_scanner("prompt_injection", mode, heuristics.NOTHING_FIRED, between, SERVED["prompt_injection"],
+                            None, ScanOptions())
+    assert (result["label"], result["valid"]) == ("RISK", True)

@@ -46,7 +46,8 @@ class LoadedModel:
 
     def served(self) -> ServedModel:
         e = self.entry
-        return ServedModel(model=self.ref, window=self.window, threshold=e.threshold, labels=e.labels)
+        return ServedModel(model=self.ref, window=self.window, threshold=e.threshold, labels=e.labels,
+                           risk_labels=e.risk_labels)
 
 
 class LoaderStats(BaseModel):

@@ -97,6 +97,17 @@ def _heuristic_result(verdict: HeuristicVerdict, method: DetectionMethod, thresh
                            verdict.rules)
 
 
+def verdict_label(ml: MLScore, flagged: bool, served: ServedModel | None) -> str:
+    """The model's label that agrees with the decision. `ml.label` is the model's own argmax (a 0.5 cut), while the
+    decision uses the calibrated threshold: a score between the two must not read "INJECTION" on a text that
+    was not flagged (or "SAFE" on one that was)."""
+    if served is None or not served.risk_labels or (ml.label in served.risk_labels) == flagged:
+        return ml.label
+    if flagged:
+        return served.risk_labels[0]
+    return next((label for label in served.labels if label not in served.risk_labels), ml.label)
+
+
 def decide_scanner(
     name: str,
     mode: HybridMode,
@@ -121,11 +132,12 @@ def decide_scanner(
     if mode is HybridMode.both:
         score = max(ml.score, verdict.score)
         flagged = ml.score >= ml_threshold or verdict.score >= h_threshold
-        return _scanner_fields(ml.label if ml.score >= verdict.score else ("FLAGGED" if flagged else ml.label),
+        label = verdict_label(ml, flagged, served)
+        return _scanner_fields(label if ml.score >= verdict.score else ("FLAGGED" if flagged else label),
                                round(score, 6), not flagged, DetectionMethod.hybrid_both, ml_threshold,
                                verdict.rules, ml.windows, ml.truncated)
     flagged = ml.score >= ml_threshold
-    return _scanner_fields(ml.label, ml.score, not flagged, DetectionMethod.ml, ml_threshold, verdict.rules,
+    return _scanner_fields(verdict_label(ml, flagged, served), ml.score, not flagged, DetectionMethod.ml, ml_threshold, verdict.rules,
                            ml.windows, ml.truncated)
 
 
