@@ -293,6 +293,14 @@ class ServedModel(BaseModel):
                                    "(empty from workers of earlier releases)")
 
 
+def decision_label(flagged: bool, labels: list[str], risk_labels: list[str], default: str) -> str:
+    """The label that says a decision: the first risk label when flagged, else the first other label (`default`
+    when every label is a risk label)."""
+    if flagged:
+        return risk_labels[0]
+    return next((label for label in labels if label not in risk_labels), default)
+
+
 def live_workers_key(variant: Variant | str) -> str:
     """Sorted set of `host:pid` of the pool processes serving a variant, scored by their last heartbeat (Redis
     server time, seconds); see `llm_shield.liveness`."""

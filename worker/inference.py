@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from llm_shield.config import InferenceMetrics
-from llm_shield.contract import MLScore
+from llm_shield.contract import MLScore, decision_label
 from llm_shield.worker.loader import LoadedModel
 from llm_shield.worker.tokenizer import Window
 
@@ -84,10 +84,7 @@ class InferenceEngine:
     def _label_for(self, score: float) -> str:
         """The label of a window-adjusted score: the (first) risk label above one half, else the other."""
         labels = self.model.entry.labels
-        risk = self.model.entry.risk_labels
-        if score >= 0.5:
-            return risk[0]
-        return next((label for label in labels if label not in risk), labels[0])
+        return decision_label(score >= 0.5, labels, self.model.entry.risk_labels, labels[0])
 
     def probabilities(self, windows: Sequence[Window]) -> np.ndarray:
         """Per-window label probabilities, rows in the order of `windows`."""

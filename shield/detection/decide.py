@@ -25,6 +25,7 @@ from llm_shield.contract import (
     ScanOptions,
     ServedModel,
     TextResult,
+    decision_label,
     error_fields,
 )
 from llm_shield.detection.heuristics import CONFIDENT, HEURISTICS, HeuristicVerdict
@@ -103,9 +104,7 @@ def verdict_label(ml: MLScore, flagged: bool, served: ServedModel | None) -> str
     was not flagged (or "SAFE" on one that was)."""
     if served is None or not served.risk_labels or (ml.label in served.risk_labels) == flagged:
         return ml.label
-    if flagged:
-        return served.risk_labels[0]
-    return next((label for label in served.labels if label not in served.risk_labels), ml.label)
+    return decision_label(flagged, served.labels, served.risk_labels, ml.label)
 
 
 def decide_scanner(
@@ -137,8 +136,8 @@ def decide_scanner(
                                round(score, 6), not flagged, DetectionMethod.hybrid_both, ml_threshold,
                                verdict.rules, ml.windows, ml.truncated)
     flagged = ml.score >= ml_threshold
-    return _scanner_fields(verdict_label(ml, flagged, served), ml.score, not flagged, DetectionMethod.ml, ml_threshold, verdict.rules,
-                           ml.windows, ml.truncated)
+    return _scanner_fields(verdict_label(ml, flagged, served), ml.score, not flagged, DetectionMethod.ml, ml_threshold,
+                           verdict.rules, ml.windows, ml.truncated)
 
 
 class ScannerFailed(Exception):
