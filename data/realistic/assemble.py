@@ -13,6 +13,9 @@ Inputs (all in the repository; see data/SOURCES.md for provenance and licences):
   data/realistic/action_*.jsonl                hand-written action payloads and their benign look-alikes
   data/realistic/payloads_v5.jsonl             hand-written attack payloads of every kind (fifth round)
   data/realistic/hard_negatives_v5.jsonl       hand-written benign look-alikes: refusals, system prompts, ...
+  data/realistic/hard_negatives_v6.jsonl       hand-written look-alikes (sixth round); synth_mail.py: e-mails, tickets
+  data/realistic/payloads_v7[ab].jsonl         hand-written payloads: tool abuse, tool output, forged context, ...
+  data/realistic/hard_negatives_v7.jsonl       hand-written look-alikes: refusals, personas, agent traffic, chats
   data/toxicity/train.jsonl                    the earlier toxicity training set
 
 Honest evaluation: whole SOURCES are held out (``HOLDOUT_*`` below), never a random split of one generator or
@@ -101,6 +104,14 @@ V6_EMAILS = {"train": 2000, "val": 200}
 V6_TICKETS = {"train": 1200, "val": 120}
 V6_ATTACK_SHARE = 0.3
 V6_EXTRA_BENIGN = {"code": 2000, "documentation": 1000}
+#: Seventh round: hand-written payloads of the kinds still missed most (tool abuse, attacks inside tool output,
+#: forged context, multi-turn escalation, obfuscation), embedded in carriers, hidden in long documents and logged
+#: as gateway lines; chat transcripts with one attacking user turn, and benign ones whose assistant turns are
+#: refusals; hand-written look-alikes (refusals, persona system prompts, agent tool traffic, benign multi-turn).
+V7_EMBEDDED = {"train": 1200, "val": 120}
+V7_LONG_EMBEDDED_TRAIN = 500
+V7_GATEWAY = {"train": 600, "val": 60}
+V7_TRANSCRIPTS = {"train": 700, "val": 70}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -447,6 +458,71 @@ def sixth_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[d
                           for b in look_alikes if _in(split, b["text"])]
 
 
+def _transcript(users: list[str], answers: list[str], rng: random.Random) -> str:
+    """A chat transcript of the given turns in one of the logged layouts (plain turns or a JSON message list)."""
+    if rng.random() < 0.25:
+        messages = []
+        for u, a in zip(users, answers):
+            messages += [{"role": "user", "content": u}] + ([{"role": "assistant", "content": a}] if a else [])
+        return json.dumps({"messages": messages}, ensure_ascii=False)
+    turn, sep = rng.choice(TRANSCRIPT_FORMATS)
+    return sep.join(turn.format(u=u, a=a).rstrip() for u, a in zip(users, answers))
+
+
+def make_attack_transcripts(pool: list[dict], payloads: list[dict], refusals: list[str], n: int,
+                            rng: random.Random) -> list[dict]:
+    """Transcripts (2-4 turns) of real user messages and answers; in half of them one user turn, at any position,
+    is an attack payload (INJECTION, with its span); the other half are benign, with an assistant turn that is a
+    refusal, so that a refusal in a log does not read as an attack."""
+    users = [r["text"].strip() for r in pool if r["kind"] in ("chat", "benign_question") and len(r["text"]) < 400]
+    answers = [r for r in pool if r["kind"] in ("documentation", "prose", "review", "markdown") and len(r["text"]) > 40]
+    out: list[dict] = []
+    for _ in range(n if users and answers and payloads and refusals else 0):
+        k = rng.randint(2, 4)
+        us = [rng.choice(users) for _ in range(k)]
+        ans = [_sentences(rng.choice(answers)["text"], rng) for _ in range(k)]
+        at = rng.randrange(k)
+        if rng.random() < 0.5:
+            payload = rng.choice(payloads)
+            us[at] = payload["text"].strip()
+            ans[at] = rng.choice(refusals) if rng.random() < 0.3 else ans[at]
+            text = _transcript(us, ans, rng)
+            needle = us[at] if us[at] in text else json.dumps(us[at], ensure_ascii=False)[1:-1]
+            start = text.find(needle)
+            out.append(row(text, "INJECTION", f"transcript:{payload['source']}", "multi_turn_transcript",
+                           payload.get("lang", "en"), span=[start, start + len(needle)]))
+        else:
+            ans[at] = rng.choice(refusals)
+            out.append(row(_transcript(us, ans, rng), "SAFE", "project_transcripts_v7", "chat_transcript"))
+    return out
+
+
+def seventh_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list[dict]], fits) -> None:
+    """Hand-written payloads of the kinds missed most and hand-written look-alikes (see V7_*); train and val only
+    (ood_test does not move)."""
+    rng = random.Random(SEED + 9)
+    payloads = read_jsonl(HERE / "payloads_v7a.jsonl") + read_jsonl(HERE / "payloads_v7b.jsonl")
+    look_alikes = read_jsonl(HERE / "hard_negatives_v7.jsonl")
+    earlier = read_jsonl(HERE / "payloads_v5.jsonl")
+    refusal_rows = read_jsonl(HERE / "hard_negatives_v5.jsonl") + look_alikes
+    for split in ("train", "val"):
+        mine = [p for p in payloads if _in(split, p["text"])]
+        splits[split] += [row(p["text"], "INJECTION", p["source"], p["category"], p.get("lang", "en")) for p in mine]
+        short = [p for p in mine if len(p["text"]) <= 700]
+        splits[split] += make_embedded(benign_by_split[split], short, V7_EMBEDDED[split], rng, split, fits)
+        if split == "train":
+            splits[split] += make_long_embedded(benign_by_split[split], short, V7_LONG_EMBEDDED_TRAIN, rng)
+        prompts = [b for b in benign_by_split[split] if b["kind"] in ("chat", "benign_question")
+                   and len(b["text"]) < 600]
+        splits[split] += make_gateway_logs(prompts, short, V7_GATEWAY[split], rng, GATEWAY_TRAIN)
+        refusals = [r["text"] for r in refusal_rows if r["category"] in ("assistant_refusal", "assistant_response_refusal")
+                    and _in(split, r["text"])]
+        turns = short + [p for p in earlier if _in(split, p["text"]) and len(p["text"]) <= 700]
+        splits[split] += make_attack_transcripts(benign_by_split[split], turns, refusals, V7_TRANSCRIPTS[split], rng)
+        splits[split] += [row(b["text"], "SAFE", b["source"], b["category"], b.get("lang", "en"))
+                          for b in look_alikes if _in(split, b["text"])]
+
+
 # -- prompt injection ---------------------------------------------------------------------------------------
 def prompt_injection(fits) -> dict[str, list[dict]]:
     rng = random.Random(SEED)
@@ -525,6 +601,7 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
     fourth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads}, fits)
     fifth_round(splits, benign_by_split, fits)
     sixth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads})
+    seventh_round(splits, benign_by_split, fits)
     return _finish(splits, rng)
 
 
