@@ -112,6 +112,10 @@ V7_EMBEDDED = {"train": 1200, "val": 120}
 V7_LONG_EMBEDDED_TRAIN = 500
 V7_GATEWAY = {"train": 600, "val": 60}
 V7_TRANSCRIPTS = {"train": 700, "val": 70}
+#: Off: a model trained with the seventh round did worse out of distribution than the sixth-round model (recall
+#: 0.887 -> 0.868, short code-execution requests missed, 512+ character FPR over 3%; data/SOURCES.md), so the shipped
+#: splits and model stay those of the sixth round. True rebuilds the seventh-round splits to reproduce that run.
+USE_ROUND7 = False
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -601,7 +605,8 @@ def prompt_injection(fits) -> dict[str, list[dict]]:
     fourth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads}, fits)
     fifth_round(splits, benign_by_split, fits)
     sixth_round(splits, benign_by_split, {"train": train_payloads, "val": val_payloads})
-    seventh_round(splits, benign_by_split, fits)
+    if USE_ROUND7:
+        seventh_round(splits, benign_by_split, fits)
     return _finish(splits, rng)
 
 
