@@ -40,6 +40,18 @@ def test_committed_splits_are_what_assemble_makes(assemble, task: str) -> None: 
         assert made == _committed(task, split), f"{task}/{split}: run `python data/realistic/assemble.py`"
 
 
+@pytest.mark.parametrize("task", ["prompt_injection", "toxicity"])
+def test_shipped_artifacts_were_trained_on_the_committed_splits(task: str) -> None:
+    from llm_shield.worker.modelbuild import finetune
+    from llm_shield.worker.modelbuild.train import artifact_path
+
+    _, meta = finetune.load_artifact(artifact_path(task))
+    assert meta["train_sha256"] == finetune.file_sha256(DATA / task / "train.jsonl.gz"), (
+        f"{task}: the committed training split is not the one its model was trained on")
+    assert meta["val_sha256"] == finetune.file_sha256(DATA / task / "val.jsonl.gz"), (
+        f"{task}: the committed validation split is not the one its threshold was chosen on")
+
+
 def test_obfuscate_is_deterministic_and_disguises(assemble) -> None:  # type: ignore[no-untyped-def]
     import random
 

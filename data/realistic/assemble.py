@@ -113,8 +113,9 @@ V7_LONG_EMBEDDED_TRAIN = 500
 V7_GATEWAY = {"train": 600, "val": 60}
 V7_TRANSCRIPTS = {"train": 700, "val": 70}
 #: Off: a model trained with the seventh round did worse out of distribution than the sixth-round model (recall
-#: 0.887 -> 0.868, short code-execution requests missed, 512+ character FPR over 3%; data/SOURCES.md), so the shipped
-#: splits and model stay those of the sixth round. True rebuilds the seventh-round splits to reproduce that run.
+#: 0.887 -> 0.868, short code-execution requests missed, 3.3% FPR on 512-4,096 characters; data/SOURCES.md), so
+#: the shipped splits and model stay those of the sixth round. True rebuilds the seventh-round splits to reproduce
+#: that run.
 USE_ROUND7 = False
 
 
