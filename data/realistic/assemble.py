@@ -117,6 +117,10 @@ V7_TRANSCRIPTS = {"train": 700, "val": 70}
 #: the shipped splits and model stay those of the sixth round. True rebuilds the seventh-round splits to reproduce
 #: that run.
 USE_ROUND7 = False
+#: With USE_ROUND7: also train on the hand-written look-alikes as standalone SAFE rows (their refusals feed the
+#: benign transcripts either way). False is the ablation "round 7 without the standalone look-alikes" (not shipped
+#: either: it won back the short attacks and flagged 22% of held-out Korean documentation; data/SOURCES.md).
+V7_LOOK_ALIKES = True
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -524,8 +528,9 @@ def seventh_round(splits: dict[str, list[dict]], benign_by_split: dict[str, list
                     and _in(split, r["text"])]
         turns = short + [p for p in earlier if _in(split, p["text"]) and len(p["text"]) <= 700]
         splits[split] += make_attack_transcripts(benign_by_split[split], turns, refusals, V7_TRANSCRIPTS[split], rng)
-        splits[split] += [row(b["text"], "SAFE", b["source"], b["category"], b.get("lang", "en"))
-                          for b in look_alikes if _in(split, b["text"])]
+        if V7_LOOK_ALIKES:
+            splits[split] += [row(b["text"], "SAFE", b["source"], b["category"], b.get("lang", "en"))
+                              for b in look_alikes if _in(split, b["text"])]
 
 
 # -- prompt injection ---------------------------------------------------------------------------------------
