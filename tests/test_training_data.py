@@ -105,6 +105,24 @@ def test_attack_transcripts_record_the_attacking_turn(assemble) -> None:  # type
             assert "evil" not in r["text"] and "can't help" in r["text"]
 
 
+def test_seventh_round_ablation_drops_only_the_standalone_look_alikes(assemble, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    kinds = ["chat", "benign_question", "documentation", "code", "email"]
+    pool = {split: [{"text": f"{split} text {i} on topic {i % 7}. " * (1 + i % 5), "kind": kinds[i % 5],
+                     "source": "test", "lang": "en"} for i in range(100)] for split in ("train", "val")}
+
+    def seventh(look_alikes: bool) -> dict[str, list[dict]]:
+        monkeypatch.setattr(assemble, "V7_LOOK_ALIKES", look_alikes)
+        splits: dict[str, list[dict]] = {"train": [], "val": []}
+        assemble.seventh_round(splits, pool, lambda text: True)
+        return splits
+
+    full, ablated = seventh(True), seventh(False)
+    for split in ("train", "val"):
+        standalone = [r for r in full[split] if r["source"] == "project_hard_negatives_v7"]
+        assert standalone and all(r["label"] == "SAFE" for r in standalone)
+        assert ablated[split] == [r for r in full[split] if r["source"] != "project_hard_negatives_v7"]
+
+
 @pytest.mark.parametrize("kind", ["email", "ticket"])
 def test_messages_hide_payloads_at_their_recorded_span(assemble, kind: str) -> None:  # type: ignore[no-untyped-def]
     import random
