@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llm_shield.config import DetectionMethod, HybridMode, Variant
 
 #: Bumped whenever the meaning of a cached value changes; old entries then simply miss.
-CACHE_SCHEMA_VERSION = 1
+CACHE_SCHEMA_VERSION = 2
 #: Every Redis key this project writes starts with this prefix (the broker's own keys do not).
 KEY_PREFIX = "shield"
 

@@ -14,6 +14,7 @@ from redis.cluster import RedisCluster
 
 from llm_shield.cache import ResultCache
 from llm_shield.config import CacheSettings
+from llm_shield.contract import CACHE_SCHEMA_VERSION
 from tests.redis_cluster import LocalRedisCluster
 from tests.test_scan import cli, rows
 from tests.workers import WorkerProcess
@@ -107,11 +108,11 @@ def test_one_server_partitions_split_the_bound_and_clear_removes_every_layout(re
     client = redis.Redis.from_url(redis_url)
     cache = ResultCache(client, CacheSettings(max_entries=10, partitions=4))
     assert [p.max_entries for p in cache.partitions] == [3, 3, 2, 2]
-    assert cache.partitions[1].lru == "shield:{cache:1/4}:v1:lru"
+    assert cache.partitions[1].lru == f"shield:{{cache:1/4}}:v{CACHE_SCHEMA_VERSION}:lru"
     cache.set_many([(digest(i), b"v") for i in range(100)])
     assert cache.stats().entries == 10
     single = ResultCache(client, CacheSettings(max_entries=10))
-    assert single.lru_key == "shield:{cache}:v1:lru"  # one partition: the layout before partitions existed
+    assert single.lru_key == f"shield:{{cache}}:v{CACHE_SCHEMA_VERSION}:lru"  # one partition: the layout before partitions existed
     single.set_many([(digest("a"), b"v")])
     assert cache.get_many([digest("a")]) == [None]  # another partition count is another cache
     assert single.clear() == 4 * 4 + 4

@@ -15,6 +15,7 @@ from redis.retry import Retry
 import llm_shield.cache.result_cache as rc
 from llm_shield.cache import CacheStats, ResultCache
 from llm_shield.config import CacheSettings
+from llm_shield.contract import CACHE_SCHEMA_VERSION
 from llm_shield.errors import ConfigError, TransientError
 
 
@@ -70,7 +71,7 @@ def test_key_layout_uses_raw_digests_under_one_hash_tag(client: fakeredis.FakeRe
     a = digest("a")
     cache.set_many([(a, b"v")])
     cache.get_many([a])
-    prefix = "shield:{cache}:v1:"
+    prefix = f"shield:{{cache}}:v{CACHE_SCHEMA_VERSION}:"
     assert cache.prefix == prefix
     assert sorted(client.keys("*")) == sorted(f"{prefix}{name}".encode() for name in ("lru", "exp", "values", "stats"))
     assert client.hgetall(f"{prefix}values") == {a: b"v"}
@@ -261,7 +262,7 @@ def test_client_and_namespace_are_checked(client: fakeredis.FakeRedis) -> None:
         ResultCache(fakeredis.FakeRedis(decode_responses=True), CacheSettings())
     with pytest.raises(ConfigError):
         ResultCache(client, CacheSettings(), namespace="shield:cache")
-    assert ResultCache(client, CacheSettings(), namespace="t:{x}").lru_key == "t:{x}:v1:lru"
+    assert ResultCache(client, CacheSettings(), namespace="t:{x}").lru_key == f"t:{{x}}:v{CACHE_SCHEMA_VERSION}:lru"
 
 
 @pytest.mark.parametrize(

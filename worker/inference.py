@@ -10,8 +10,9 @@ import numpy as np
 
 from llm_shield.config import InferenceMetrics
 from llm_shield.contract import MLScore, decision_label
+from llm_shield.detection.deobfuscate import deobfuscate
 from llm_shield.worker.loader import LoadedModel
-from llm_shield.worker.tokenizer import Window
+from llm_shield.worker.tokenizer import Encoded, Window
 
 #: Upper bound on windows per run, whatever the token budget allows.
 MAX_BATCH_WINDOWS = 256
@@ -72,8 +73,10 @@ def plan_batches(windows: Sequence[Window], max_batch_tokens: int, max_windows: 
 class InferenceEngine:
     """Scores texts with one loaded model; long texts are scored window by window and the max decides."""
 
-    def __init__(self, model: LoadedModel, max_batch_tokens: int | None = None) -> None:
+    def __init__(self, model: LoadedModel, max_batch_tokens: int | None = None, read_disguises: bool = True) -> None:
         self.model = model
+        #: score disguised texts undisguised too (see `score`); off only to measure what that costs (bench/)
+        self.read_disguises = read_disguises
         on_gpu = "CUDAExecutionProvider" in model.providers
         self.max_batch_tokens = max_batch_tokens or (GPU_BATCH_TOKENS if on_gpu else CPU_BATCH_TOKENS)
         self.metrics = InferenceMetrics()
@@ -105,10 +108,31 @@ class InferenceEngine:
         return out
 
     def score(self, texts: Sequence[str]) -> list[MLScore]:
-        """One MLScore per text, in order."""
+        """One MLScore per text, in order.
+
+        A text that wears a disguise (leetspeak, decorative letters, base64 or character escapes; see
+        `detection.deobfuscate`) is scored twice, as written and undisguised, and the higher score counts: the
+        undisguised form shows the model the words, the written one the disguise itself, which models trained
+        on obfuscated attacks also recognise. Texts without a disguise (nearly all traffic) are scored once.
+        """
         if not texts:
             return []
-        encoded = self.model.tokenizer.encode(list(texts))
+        texts = list(texts)
+        plain: dict[int, str] = {}
+        if self.read_disguises:
+            words = self.model.tokenizer.words
+            plain = {i: alt for i, t in enumerate(texts) if (alt := deobfuscate(t, words)) != t}
+        encoded = self.model.tokenizer.encode(texts + list(plain.values()))
+        scores = self._reduce(encoded)
+        results = scores[: len(texts)]
+        for i, alt in zip(plain, scores[len(texts):]):
+            if alt.score > results[i].score:
+                results[i] = alt.model_copy(update={"windows": results[i].windows, "truncated": results[i].truncated})
+        self.metrics.texts += len(texts)
+        return results
+
+    def _reduce(self, encoded: Encoded) -> list[MLScore]:
+        """Each text's score from its windows' (window-adjusted riskiest window)."""
         probs = self.probabilities(encoded.windows)
         risk = probs[:, self._risk].sum(axis=1) if self._post is softmax else probs[:, self._risk].max(axis=1)
         labels = self.model.entry.labels
@@ -121,5 +145,4 @@ class InferenceEngine:
             label = labels[int(np.argmax(probs[best]))] if score == risk[best] else self._label_for(score)
             results.append(MLScore(label=label, score=round(score, 6), windows=count, truncated=truncated))
             start += count
-        self.metrics.texts += len(texts)
         return results

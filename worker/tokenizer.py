@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,12 @@ class TextTokenizer:
                 f"{tokens} tokens of a test text reach a window; huggingface/tokenizers#2091): install another "
                 "release, e.g. pip install 'tokenizers>=0.19,!=0.23.1,!=0.23.2'"
             )
+
+    @functools.cached_property
+    def words(self) -> frozenset[str]:
+        """The vocabulary's whole words (no "##" pieces) of Latin letters, lower-case: what leetspeak is read
+        against (`detection.deobfuscate.fold_leet`)."""
+        return frozenset(w.lower() for w in self._tok.get_vocab() if w.isascii() and w.isalpha() and len(w) >= 2)
 
     def encode(self, texts: list[str], spans: bool = False) -> Encoded:
         """Windows of `texts`, with look-alike letters in mixed-script words folded to Latin first (the same
