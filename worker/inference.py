@@ -132,7 +132,7 @@ class InferenceEngine:
         return results
 
     def _reduce(self, encoded: Encoded) -> list[MLScore]:
-        """Each text's score from its windows' (window-adjusted riskiest window)."""
+        """One MLScore per encoded text: its riskiest window, adjusted for its number of windows."""
         probs = self.probabilities(encoded.windows)
         risk = probs[:, self._risk].sum(axis=1) if self._post is softmax else probs[:, self._risk].max(axis=1)
         labels = self.model.entry.labels

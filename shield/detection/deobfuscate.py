@@ -1,4 +1,4 @@
-"""Undoing the disguises filter-dodging attacks wear, before rules or models read a text.
+"""Undoing the disguises filter-dodging attacks wear, so that models read the words (worker/inference.py).
 
 Attackers write "1gn0re a|l prev!ous instruct1ons", "ɪɢɴᴏʀᴇ", "ｉｇｎｏｒｅ", "𝐢𝐠𝐧𝐨𝐫𝐞", "іgnоrе" (Cyrillic) or
 hide the whole request in base64 or character escapes. To a WordPiece tokenizer each of these is a run of
@@ -11,8 +11,7 @@ rare pieces, not "ignore", so a model trained on plain attacks misses them. Ordi
   rewritten only when the rewrite is a whole word of the model's vocabulary ("1gn0re" -> "ignore"); code and
   identifiers ("utf8", "x86_64", "$HOME", "a+b") do not spell a word and stay.
 - ``decode_encodings``: base64 runs that decode to readable text, HTML character references and ``\\xNN`` /
-  ``\\u00NN`` escapes are replaced by what they encode. This changes lengths, so training (which needs character
-  spans) applies only the two folds, which map one character to one character.
+  ``\\u00NN`` escapes are replaced by what they encode (the two folds keep lengths; decoding does not).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import base64
 import binascii
 import html
 import itertools
+import math
 import re
 import unicodedata
 from collections.abc import Collection
@@ -77,20 +77,13 @@ _LEET_WORD = re.compile(f"(?<![{_WORD_CHARS}])(?=[{_WORD_CHARS}]*?(?:[A-Za-z][{_
 _MAX_SPELLINGS = 16
 
 
-def _spellings(word: str) -> itertools.product:
-    return itertools.product(*(_LEET.get(c, c) for c in word))
-
-
 def _unleet(word: str, vocabulary: Collection[str]) -> str:
     letters = sum(c.isalpha() for c in word)
     if letters < 2 or letters == len(word) or any(c.isdigit() and c not in _LEET for c in word):
         return word
-    options = 1
-    for c in word:
-        options *= len(_LEET.get(c, c)) if c in _LEET else 1
-    if options > _MAX_SPELLINGS:
+    if math.prod(len(_LEET.get(c, c)) for c in word) > _MAX_SPELLINGS:
         return word
-    for spelling in _spellings(word.lower()):
+    for spelling in itertools.product(*(_LEET.get(c, c) for c in word.lower())):
         candidate = "".join(spelling)
         if candidate in vocabulary:
             # the writer's letters stay; stand-ins take the case of a word in capitals, else lower case
@@ -148,8 +141,6 @@ def decode_encodings(text: str) -> str:
     return text
 
 
-def deobfuscate(text: str, vocabulary: Collection[str] = (), *, keep_length: bool = False) -> str:
-    """All of the above; `keep_length` skips the decoding, which moves character offsets."""
-    if not keep_length:
-        text = decode_encodings(text)
-    return fold_leet(fold_letters(text), vocabulary)
+def deobfuscate(text: str, vocabulary: Collection[str] = ()) -> str:
+    """All of the above: encodings decoded, then letters and leetspeak folded."""
+    return fold_leet(fold_letters(decode_encodings(text)), vocabulary)
